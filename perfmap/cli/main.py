@@ -1,0 +1,49 @@
+"""The ``perfmap`` command group.
+
+Sub-commands are imported lazily: ``perfmap --help`` imports neither numpy's
+heavy users nor torch, and a broken optional command cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .. import __version__
+
+#: command name -> "module:attribute" of its click command, and a one-line help.
+COMMANDS = {
+    "compute": ("perfmap.cli.compute:compute", "Compute perfusion maps for one DSC series."),
+    "simulate": ("perfmap.cli.simulate:simulate",
+                 "Write DSC phantoms with ground truth (for validation and demos)."),
+    "convert": ("perfmap.cli.convert:convert",
+                "Convert a DICOM series into a 4D NIfTI with a JSON sidecar."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported only when used."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[name]
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        # Short help from the table, so listing commands imports nothing.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="perfmap")
+def cli():
+    """perfmap: DSC-MRI perfusion maps (CBF, CBV, MTT, Tmax, TTP) and glioma-grading ratios."""

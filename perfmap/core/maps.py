@@ -1,0 +1,118 @@
+"""Perfusion maps from concentration curves and a deconvolution fit.
+
+Formulas (DESIGN section 4; Ostergaard et al. 1996, MRM 36:715; central volume
+theorem, Stewart 1894 / Meier & Zierler 1954)::
+
+    CBV  = (kH / rho) * 100 * integral C_t dt / integral C_a dt      [ml/100 g]
+    CBF  = (kH / rho) * 100 * 60 * max_t k(t)                        [ml/100 g/min]
+    MTT  = 60 * CBV / CBF                                            [s]
+    Tmax = argmax_t k(t)                                             [s]
+    TTP  = argmax_t C_t(t)                                           [s, from the first kept frame]
+
+``k = F R`` is the flow-scaled residue from :class:`perfmap.deconv.DeconvFit`
+(1/s). Integrals use the trapezoid rule over the whole kept time series.
+Backends that estimate MTT directly (PHAE) give ``CBF = 60 * CBV / MTT``
+instead (central volume theorem), as in the PHAE paper (its Eq. 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .curves import DEFAULT_KH, DEFAULT_RHO
+
+MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
+
+#: Units of each map, for the JSON and the README.
+MAP_UNITS = {
+    "cbf": "ml/100 g/min",
+    "cbv": "ml/100 g",
+    "mtt": "s",
+    "tmax": "s",
+    "ttp": "s",
+}
+
+
+def _integral(x: np.ndarray, dt: float, times=None) -> np.ndarray:
+    if times is not None:
+        return np.trapezoid(x, np.asarray(times, dtype=np.float64), axis=-1)
+    return np.trapezoid(x, dx=dt, axis=-1)
+
+
+def cbv_from_curves(conc, aif, dt: float, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
+                    times=None) -> np.ndarray:
+    """CBV in ml/100 g from the ratio of tissue and arterial integrals.
+
+    Parameters
+    ----------
+    conc : ndarray, shape (n, T)
+        Tissue concentration curves.
+    aif : ndarray, shape (T,)
+        Arterial concentration in the same units.
+    dt : float
+        Sampling interval (s); ignored when ``times`` is given.
+    kh, rho : float
+        Hematocrit correction (dimensionless) and brain density (g/ml).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> aif = np.array([0, 4.0, 2.0, 0])
+    >>> float(cbv_from_curves(0.04 * aif[None], aif, 1.0, kh=1, rho=1)[0])
+    4.0
+    """
+    conc = np.asarray(conc, dtype=np.float64)
+    aif = np.asarray(aif, dtype=np.float64)
+    ia = _integral(aif, dt, times)
+    if not ia > 0:
+        raise ValueError("the AIF integral is not positive")
+    return (kh / rho) * 100.0 * _integral(conc, dt, times) / ia
+
+
+def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
+                   times=None) -> dict[str, np.ndarray]:
+    """All five maps for ``n`` voxels as float32 arrays, NaN where not fitted.
+
+    Parameters
+    ----------
+    conc : ndarray, shape (n, T)
+        Tissue concentration curves (the ones that were deconvolved).
+    aif : ndarray, shape (T,)
+    dt : float
+        Sampling interval (s).
+    fit : perfmap.deconv.DeconvFit
+        Deconvolution result for the same voxels.
+    kh, rho : float
+        Hematocrit correction and brain density (g/ml).
+    times : ndarray, shape (T,), optional
+        Frame times (s) from the first kept frame; default ``arange(T) * dt``.
+
+    Returns
+    -------
+    dict
+        ``{"cbf", "cbv", "mtt", "tmax", "ttp"}`` -> ndarray (n,) float32.
+    """
+    conc = np.asarray(conc, dtype=np.float64)
+    n, T = conc.shape
+    if times is None:
+        times = np.arange(T) * dt
+    cbv = cbv_from_curves(conc, aif, dt, kh, rho, times=None)
+    failed = np.asarray(fit.failed, bool) | ~np.isfinite(cbv)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if fit.mtt is not None:
+            mtt = np.asarray(fit.mtt, np.float64)
+            cbf = 60.0 * cbv / mtt
+        else:
+            cbf = (kh / rho) * 100.0 * 60.0 * np.asarray(fit.flow, np.float64)
+            mtt = 60.0 * cbv / cbf
+    ttp = np.asarray(times, np.float64)[np.argmax(conc, axis=1)]
+    out = {
+        "cbf": cbf,
+        "cbv": cbv,
+        "mtt": mtt,
+        "tmax": np.asarray(fit.tmax, np.float64),
+        "ttp": ttp,
+    }
+    # A map value is only reported where the fit succeeded and is finite.
+    valid = ~failed & np.isfinite(cbf) & np.isfinite(mtt)
+    return {k: np.where(valid, v, np.nan).astype(np.float32) for k, v in out.items()}

@@ -1,0 +1,236 @@
+"""NIfTI input and output (the only module besides :mod:`perfmap.io.dicom` that imports nibabel).
+
+Reading checks everything a user can get wrong and says so in one sentence
+naming the file: missing, corrupt or truncated files, wrong dimensionality, too
+few frames, NaN/Inf values, masks on another grid. Writing keeps the input's
+affine and header geometry and stores float32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import ImageReadError, InputDataError, ParameterError, ShapeError
+from .volume import Volume4D
+
+#: Fewest frames a dynamic series may have: a baseline and a bolus passage.
+MIN_FRAMES = 10
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+#: Affines of a mask and the series may differ by at most this much (mm).
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+def stem_of(path) -> str:
+    """File name without ``.nii``/``.nii.gz`` (for a directory: its name)."""
+    p = Path(path)
+    name = p.name
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return p.name if p.is_dir() else p.stem
+
+
+def is_nifti(path) -> bool:
+    return str(path).endswith(NIFTI_SUFFIXES)
+
+
+def _load_image(path: Path, what: str):
+    import nibabel as nib
+
+    if not path.exists():
+        raise ImageReadError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: {what} is a directory, expected a NIfTI file")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for damaged files
+        raise ImageReadError(
+            f"{path}: cannot read {what} as NIfTI (corrupt or truncated file: {exc})"
+        ) from None
+    return img, data
+
+
+def read_sidecar(path) -> dict:
+    """The dcm2niix-style JSON sidecar next to a NIfTI file ({} when absent)."""
+    p = Path(path)
+    side = p.with_name(stem_of(p) + ".json")
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"{side}: cannot parse the JSON sidecar ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ImageReadError(f"{side}: the JSON sidecar is not an object")
+    return meta
+
+
+def _tr_from_header(header) -> tuple[Optional[float], str]:
+    """Frame interval from pixdim[4], honouring ``xyzt_units`` (NIfTI-1 standard)."""
+    try:
+        value = float(header["pixdim"][4])
+    except (KeyError, IndexError, TypeError):
+        return None, "absent"
+    if not np.isfinite(value) or value <= 0:
+        return None, "absent"
+    _, t_unit = header.get_xyzt_units()
+    scale = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(t_unit)
+    if scale is not None:
+        return value * scale, f"header pixdim[4] ({t_unit})"
+    # Unknown units: a DSC frame interval is 0.3-5 s, so values above 20 are milliseconds.
+    if value > 20:
+        return value * 1e-3, "header pixdim[4] (units unknown, assumed ms)"
+    return value, "header pixdim[4] (units unknown, assumed s)"
+
+
+def _positive_seconds(value, name: str, source: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{source}: {name} {value!r} is not a number") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ParameterError(f"{source}: {name} must be positive, got {v}")
+    return v
+
+
+def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) -> Volume4D:
+    """Read a 4D DSC series with its timing.
+
+    TR comes from ``tr`` if given, else the sidecar's ``RepetitionTime`` (s),
+    else the header's pixdim[4] with its ``xyzt_units``. TE comes from ``te``
+    or the sidecar's ``EchoTime`` (s). A missing value is left ``None`` here;
+    the pipeline stops with a message naming it.
+
+    Raises
+    ------
+    ImageReadError, ShapeError, InputDataError, ParameterError
+    """
+    path = Path(path)
+    img, raw = _load_image(path, "input")
+    if raw.ndim != 4:
+        raise ShapeError(f"{path}: expected a 4D series (x, y, z, time), got {raw.ndim}D "
+                         f"with shape {raw.shape}")
+    if raw.shape[3] < MIN_FRAMES:
+        raise ShapeError(f"{path}: only {raw.shape[3]} frames; at least {MIN_FRAMES} are needed "
+                         "for a baseline and a bolus passage")
+    data = np.asarray(raw, dtype=np.float64 if raw.dtype == np.float64 else np.float32)
+    if not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise InputDataError(f"{path}: the series contains {bad} NaN or Inf values")
+    sidecar = read_sidecar(path)
+    meta = {"sidecar": bool(sidecar)}
+    if tr is not None:
+        tr_s, tr_source = _positive_seconds(tr, "TR", "--tr"), "command line"
+    elif "RepetitionTime" in sidecar:
+        tr_s = _positive_seconds(sidecar["RepetitionTime"], "RepetitionTime", f"{path} sidecar")
+        tr_source = "sidecar RepetitionTime"
+    else:
+        tr_s, tr_source = _tr_from_header(img.header)
+    if te is not None:
+        te_s, te_source = _positive_seconds(te, "TE", "--te"), "command line"
+    elif "EchoTime" in sidecar:
+        te_s = _positive_seconds(sidecar["EchoTime"], "EchoTime", f"{path} sidecar")
+        te_source = "sidecar EchoTime"
+    else:
+        te_s, te_source = None, "absent"
+    meta.update(tr_source=tr_source, te_source=te_source)
+    for key in ("FlipAngle", "MagneticFieldStrength", "SeriesDescription", "ProtocolName"):
+        if key in sidecar:
+            meta[key] = sidecar[key]
+    frame_times = np.arange(raw.shape[3]) * (tr_s if tr_s else 1.0)
+    if tr_s and isinstance(sidecar.get("FrameTimesStart"), list) \
+            and len(sidecar["FrameTimesStart"]) == raw.shape[3]:
+        ft = np.asarray(sidecar["FrameTimesStart"], dtype=np.float64)
+        frame_times = ft - ft[0]
+        meta["frame_times_source"] = "sidecar FrameTimesStart"
+    return Volume4D(data=data, affine=np.asarray(img.affine, dtype=np.float64),
+                    frame_times=frame_times, tr=tr_s, te=te_s, source=str(path),
+                    header=img.header, meta=meta)
+
+
+def load_mask(path, ref: Volume4D, what: str = "mask") -> np.ndarray:
+    """Read a 3D mask (non-zero = inside) and check it lies on ``ref``'s grid.
+
+    Raises
+    ------
+    ImageReadError, ShapeError, InputDataError
+        Unreadable file, other shape or affine than the series, or empty mask.
+    """
+    path = Path(path)
+    img, raw = _load_image(path, what)
+    data = np.asarray(raw)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ShapeError(f"{path}: {what} must be 3D, got shape {data.shape}")
+    if data.shape != ref.spatial_shape:
+        raise ShapeError(f"{path}: {what} has shape {data.shape} but the series {ref.source} "
+                         f"has spatial shape {ref.spatial_shape}")
+    if not np.allclose(img.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
+        raise ShapeError(f"{path}: {what} is on another grid than {ref.source} "
+                         "(affines differ); resample it onto the series first")
+    mask = np.nan_to_num(np.asarray(data, dtype=np.float64)) > 0
+    if not mask.any():
+        raise InputDataError(f"{path}: {what} is empty (no non-zero voxel)")
+    return mask
+
+
+def load_3d(path, what: str = "image"):
+    """Read a 3D image: ``(data float32, affine)`` (used for phantom truth maps and tests)."""
+    path = Path(path)
+    img, raw = _load_image(path, what)
+    return np.asarray(raw, dtype=np.float32), np.asarray(img.affine, dtype=np.float64)
+
+
+def map_image(data: np.ndarray, ref: Volume4D):
+    """A float32 NIfTI image of a 3D map on ``ref``'s grid (affine and geometry kept)."""
+    import nibabel as nib
+
+    data = np.asarray(data, dtype=np.float32)
+    if data.shape != ref.spatial_shape:
+        raise ShapeError(f"map shape {data.shape} differs from the series {ref.spatial_shape}")
+    if ref.header is not None and isinstance(ref.header, nib.Nifti1Header):
+        header = ref.header.copy()
+        header.set_data_shape(data.shape)
+    else:
+        header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    img = nib.Nifti1Image(data, ref.affine, header=header)
+    img.header.set_slope_inter(1.0, 0.0)
+    if ref.header is not None and isinstance(ref.header, nib.Nifti1Header):
+        img.set_qform(ref.header.get_qform(), code=int(ref.header["qform_code"]))
+        img.set_sform(ref.header.get_sform(), code=int(ref.header["sform_code"]))
+    else:
+        img.set_qform(ref.affine, code=1)
+        img.set_sform(ref.affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+def save_image(img, path) -> None:
+    """Write a nibabel image to ``path`` (the suffix chooses .nii or .nii.gz)."""
+    import nibabel as nib
+
+    nib.save(img, str(path))
+
+
+def save_volume(data: np.ndarray, affine: np.ndarray, path, tr: Optional[float] = None,
+                dtype=np.float32) -> None:
+    """Write an array with ``affine`` (3D masks/maps or 4D series; TR in s for 4D)."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), np.asarray(affine, dtype=np.float64))
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    if tr is not None and np.ndim(data) == 4:
+        zooms = list(img.header.get_zooms()[:3]) + [float(tr)]
+        img.header.set_zooms(zooms)
+    nib.save(img, str(path))

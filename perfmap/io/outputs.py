@@ -1,0 +1,90 @@
+"""Atomic, all-or-nothing writing of a run's output files.
+
+A run declares all its outputs first (:class:`OutputSet`), which refuses
+existing files without ``overwrite`` before any work is done. Each file is
+written to a temporary name in the same folder and only renamed into place by
+:meth:`OutputSet.commit`, once every file is written; if anything fails the
+temporaries are removed, so a failed run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from ..errors import OutputExistsError, PerfmapError
+
+
+class OutputSet:
+    """Transaction over a fixed set of output files inside one folder.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder (created on commit if missing).
+    names : iterable of str
+        Plain file names (no folders) this run will write.
+    overwrite : bool
+        Replace existing files; otherwise an existing one stops the run.
+    """
+
+    def __init__(self, out_dir, names, overwrite: bool = False):
+        self.out_dir = Path(out_dir)
+        self._paths = {}
+        for name in names:
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise PerfmapError(f"output name {name!r} must be a plain file name")
+            self._paths[name] = self.out_dir / name
+        self._tmp: dict[str, Path] = {}
+        if not overwrite:
+            existing = [str(p) for p in self._paths.values() if p.exists()]
+            if existing:
+                raise OutputExistsError(
+                    f"{existing[0]} already exists (use --overwrite to replace it"
+                    + (f"; {len(existing) - 1} more outputs exist too)" if len(existing) > 1
+                       else ")"))
+
+    def path(self, name: str) -> Path:
+        return self._paths[name]
+
+    def write(self, name: str, writer: Callable[[Path], None]) -> None:
+        """Call ``writer(tmp_path)`` to write ``name`` under a temporary name."""
+        final = self._paths[name]
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # Keep the real suffix last so suffix-driven writers (nibabel) pick the format.
+        suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".nii.gz") else final.suffix
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+        self._tmp[name] = tmp
+        writer(tmp)
+
+    def write_text(self, name: str, text: str) -> None:
+        self.write(name, lambda p: p.write_text(text))
+
+    def commit(self) -> list[Path]:
+        """Rename every written temporary into place; returns the final paths."""
+        missing = [n for n in self._paths if n not in self._tmp]
+        if missing:
+            raise PerfmapError(f"internal error: outputs not written: {', '.join(missing)}")
+        for name, tmp in self._tmp.items():
+            os.replace(tmp, self._paths[name])
+        self._tmp.clear()
+        return list(self._paths.values())
+
+    def abort(self) -> None:
+        """Remove every temporary written so far."""
+        for tmp in self._tmp.values():
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
+        self._tmp.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False
