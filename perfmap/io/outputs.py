@@ -46,6 +46,11 @@ class OutputSet:
                     + (f"; {len(existing) - 1} more outputs exist too)" if len(existing) > 1
                        else ")"))
 
+    @property
+    def names(self) -> list[str]:
+        """The declared output file names, in declaration order."""
+        return list(self._paths)
+
     def path(self, name: str) -> Path:
         return self._paths[name]
 

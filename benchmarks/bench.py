@@ -1,0 +1,117 @@
+"""perfmap benchmark: deconvolution speed, end-to-end ``perfmap compute`` time and peak memory.
+
+Simulates a 128x128x20 volume with 60 frames (about 145k brain voxels... the
+exact count is printed), then for every backend reports
+
+* deconvolution seconds (median of ``--repeats`` runs of ``Backend.fit`` on all
+  brain voxels) and voxels per second;
+* end-to-end seconds of ``perfmap compute`` in a fresh process (median), and
+  that process's peak resident memory (from ``wait4`` rusage).
+
+Usage::
+
+    python benchmarks/bench.py [--repeats 5] [--methods osvd,tikhonov,csvd,ssvd] [--shape 128x128x20]
+
+These machines are shared and noisy: compare methods within one run and quote
+medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def _run_child(cmd):
+    """Run ``cmd``; return (wall seconds, peak RSS in MiB, exit code)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.stderr.write(proc.stderr.read().decode())
+    return wall, rusage.ru_maxrss / 1024.0, code
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--methods", default="osvd,tikhonov,csvd,ssvd")
+    parser.add_argument("--shape", default="128x128x20")
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--no-e2e", action="store_true", help="skip end-to-end runs")
+    args = parser.parse_args(argv)
+    shape = tuple(int(v) for v in args.shape.split("x"))
+    methods = [m for m in args.methods.split(",") if m]
+
+    from perfmap.deconv import get_backend
+    from perfmap.pipeline.compute import load_series
+    from perfmap.pipeline.signal import prepare_signal, select_aif
+    from perfmap.io.nifti import load_mask
+    from perfmap.io.tables import read_tsv
+    from perfmap.simulate import simulate_cohort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        manifest = simulate_cohort(tmp / "data", n_subjects=1, snr=50.0, shape=shape,
+                                   n_frames=args.frames, seed=1)
+        sim_s = time.perf_counter() - t0
+        row = read_tsv(manifest)[0]
+        base = Path(manifest).parent
+        inp, aif, mask = (str(base / row[k]) for k in ("input", "aif", "mask"))
+        volume = load_series(inp)
+        brain = load_mask(mask, volume)
+        aif_mask = load_mask(aif, volume)
+        prepared = prepare_signal(volume, brain_mask=brain, extra_mask=aif_mask)
+        curve = select_aif(prepared, aif_mask=aif_mask).curve
+        n = prepared.brain_conc.shape[0]
+        print(f"volume {shape} x {args.frames} frames, {n} brain voxels "
+              f"(simulated in {sim_s:.1f} s); torch threads n/a; cores {os.cpu_count()}")
+        rows = []
+        for method in methods:
+            backend = get_backend(method)()
+            backend.fit(prepared.brain_conc[:2048], curve, prepared.dt)  # warm-up
+            med, _ = _median_time(lambda: backend.fit(prepared.brain_conc, curve, prepared.dt),
+                                  args.repeats)
+            e2e = mem = float("nan")
+            if not args.no_e2e:
+                walls, mems = [], []
+                for i in range(args.repeats):
+                    out = tmp / f"out_{method}_{i}"
+                    cmd = [sys.executable, "-m", "perfmap", "compute", inp, "--aif", aif,
+                           "--mask", mask, "--method", method, "--out-dir", str(out), "-q"]
+                    wall, peak, code = _run_child(cmd)
+                    if code != 0:
+                        raise SystemExit(f"perfmap compute failed for {method}")
+                    walls.append(wall)
+                    mems.append(peak)
+                e2e, mem = statistics.median(walls), max(mems)
+            rows.append((method, med, n / med, e2e, mem))
+        print()
+        print("| method | deconvolution (s) | voxels/s | end-to-end compute (s) | peak memory (MiB) |")
+        print("|---|---|---|---|---|")
+        for method, med, vps, e2e, mem in rows:
+            print(f"| {method} | {med:.3f} | {vps:,.0f} | {e2e:.2f} | {mem:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

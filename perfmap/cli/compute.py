@@ -1,0 +1,121 @@
+"""``perfmap compute``: perfusion maps for one series (thin wrapper over the pipeline)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..core.curves import DEFAULT_KH, DEFAULT_RHO
+from ..deconv import available
+from ._common import handle_errors, overwrite_option, verbosity_options
+
+
+def _parse_roi(ctx, param, values):
+    rois = {}
+    for item in values:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{item!r} is not NAME=PATH", ctx=ctx, param=param)
+        if name in rois:
+            raise click.BadParameter(f"ROI name {name!r} given twice", ctx=ctx, param=param)
+        rois[name] = path
+    return rois
+
+
+def _parse_params(ctx, param, values):
+    params = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
+        for cast in (int, float):
+            try:
+                params[key] = cast(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            params[key] = raw
+    return params
+
+
+def _parse_frames(ctx, param, value):
+    if value is None:
+        return None
+    start, sep, stop = value.partition(":")
+    try:
+        return (int(start), int(stop)) if sep else (0, int(start))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not N or START:STOP", ctx=ctx,
+                                 param=param) from None
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("--aif", default="auto", show_default=True,
+              help="'auto', a 3D arterial mask (NIfTI), or a text curve (one value per frame).")
+@click.option("--mask", default="auto", show_default=True,
+              help="'auto' (from the baseline image) or a 3D brain mask.")
+@click.option("--method", type=click.Choice(available()), default="osvd", show_default=True,
+              help="Deconvolution method.")
+@click.option("--param", "method_params", multiple=True, callback=_parse_params,
+              metavar="KEY=VALUE", help="Hyper-parameter of the method (repeatable), "
+              "e.g. --param oi_limit=0.1.")
+@click.option("--kind", type=click.Choice(["dsc", "dce"]), default="dsc", show_default=True,
+              help="Acquisition type (only dsc is implemented).")
+@click.option("--te", type=float, help="Echo time in seconds (overrides the headers).")
+@click.option("--tr", type=float, help="Repetition time in seconds (overrides the headers).")
+@click.option("--roi", "rois", multiple=True, callback=_parse_roi, metavar="NAME=PATH",
+              help="ROI mask for statistics (repeatable).")
+@click.option("--ref", type=click.Path(), help="Reference ROI (normal white matter) for ratios.")
+@click.option("--out-dir", type=click.Path(file_okay=False),
+              help="Output folder (default: next to the input).")
+@click.option("--baseline-frames", callback=_parse_frames, metavar="N|START:STOP",
+              help="Frames averaged for S0 (default: detected).")
+@click.option("--skip-frames", "n_skip", type=click.IntRange(min=0),
+              help="Initial non-steady-state frames to drop (default: detected).")
+@click.option("--kh", type=float, default=DEFAULT_KH, show_default=True,
+              help="Hematocrit correction factor.")
+@click.option("--rho", type=float, default=DEFAULT_RHO, show_default=True,
+              help="Brain tissue density (g/ml).")
+@click.option("--series", help="SeriesInstanceUID or SeriesNumber (DICOM folder with several).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Device for the neural backend.")
+@click.option("--model", type=click.Path(), help="Model weights for the neural backend.")
+@overwrite_option
+@verbosity_options
+@handle_errors
+def compute(input_path, aif, mask, method, method_params, kind, te, tr, rois, ref, out_dir,
+            baseline_frames, n_skip, kh, rho, series, device, model, overwrite, verbose, quiet):
+    """Compute CBF, CBV, MTT, Tmax and TTP maps for one DSC series.
+
+    INPUT is a 4D NIfTI (.nii, .nii.gz) or a directory holding a DICOM series.
+    Outputs go to --out-dir as STEM_cbf.nii.gz, STEM_cbv.nii.gz, STEM_mtt.nii.gz,
+    STEM_tmax.nii.gz, STEM_ttp.nii.gz, STEM_aif.tsv and STEM_perfmap.json.
+    """
+    from ..deconv import get_backend
+    from ..pipeline import compute as run_compute
+
+    params = dict(method_params)
+    if get_backend(method).needs_torch:
+        params.setdefault("device", device)
+        if model is not None:
+            params.setdefault("model", model)
+    result = run_compute(input_path, aif=aif, mask=mask, method=method, method_params=params,
+                         kind=kind, te=te, tr=tr, rois=rois, ref=ref, out_dir=out_dir,
+                         overwrite=overwrite, baseline_frames=baseline_frames, n_skip=n_skip,
+                         kh=kh, rho=rho, series=series, command=["perfmap"] + sys.argv[1:])
+    level = verbose - quiet
+    if level >= 0:
+        prov = result.provenance
+        click.echo(f"{method}: {prov['voxels']['brain']} brain voxels, "
+                   f"{prov['voxels']['not_fitted']} not fitted, "
+                   f"{prov['timings']['total_s']:.2f} s")
+        for name, stats in prov["rois"].items():
+            ratios = ", ".join(f"{k}={stats[k]:.3f}" for k in ("cbf_ratio", "cbv_ratio", "mtt_ratio")
+                               if stats.get(k) is not None)
+            click.echo(f"ROI {name}: {stats['voxels']} voxels" + (f"; {ratios}" if ratios else ""))
+    if level >= 1:
+        for path in result.outputs.values():
+            click.echo(str(path))
