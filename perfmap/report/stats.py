@@ -1,0 +1,567 @@
+"""Glioma-grading statistics: ROC/AUC, Mann-Whitney U, Youden cut-off, bootstrap CIs.
+
+Everything here is NumPy/SciPy, vectorised over bootstrap replicates, and
+deterministic for a given ``seed``.
+
+Conventions
+-----------
+- Labels: 1 (or True) = high-grade glioma (HGG, the positive class),
+  0 = low-grade (LGG). Higher scores (e.g. the tumour/NAWM CBF ratio) mean
+  HGG is more likely; the rule is **predict HGG when score >= cut-off**.
+- AUC is the trapezoidal area under the empirical ROC curve. Ties between an
+  HGG and an LGG score count one half, so AUC equals the Mann-Whitney
+  ``U / (n1 * n0)`` with ``U`` the statistic of the HGG sample
+  (Hanley & McNeil 1982).
+- Youden cut-off (Youden 1950; Ruopp et al. 2008): maximises
+  ``J = sensitivity + specificity - 1`` over the midpoints between consecutive
+  distinct observed scores, plus the smallest score (the "all HGG" rule,
+  J = 0). Ties in J go to the higher accuracy, then to the lower cut-off.
+- Confidence intervals: stratified percentile bootstrap (Efron & Tibshirani
+  1993, ch. 13): each replicate resamples the HGG and the LGG scores with
+  replacement within their class (so class sizes are fixed), recomputes the
+  AUC and re-estimates the Youden cut-off, and reports the sensitivity,
+  specificity and accuracy at that replicate's own cut-off. The CI is the
+  ``(1 - level)/2`` and ``(1 + level)/2`` percentiles of the replicates.
+
+References
+----------
+Hanley JA, McNeil BJ. The meaning and use of the area under a receiver
+    operating characteristic (ROC) curve. Radiology 1982;143:29-36.
+Youden WJ. Index for rating diagnostic tests. Cancer 1950;3:32-35.
+Ruopp MD, Perkins NJ, Whitcomb BW, Schisterman EF. Youden index and optimal
+    cut-point estimated from observations affected by a lower limit of
+    detection. Biom J 2008;50:419-430.
+Efron B, Tibshirani RJ. An Introduction to the Bootstrap. Chapman & Hall,
+    1993.
+Mann HB, Whitney DR. On a test of whether one of two random variables is
+    stochastically larger than the other. Ann Math Stat 1947;18:50-60.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import numpy as np
+from scipy import stats as _sps
+
+from ..errors import InputDataError
+from .cohort import Cohort, cohort_from_rows
+
+#: Default number of bootstrap replicates.
+N_BOOT = 2000
+_CHUNK_ELEMENTS = 2_000_000  # replicates x subjects processed at once
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """Empirical ROC curve; point ``k`` predicts HGG when score >= ``thresholds[k]``.
+
+    ``thresholds`` decrease from ``+inf`` (nothing predicted HGG, point (0, 0))
+    to the smallest score (everything HGG, point (1, 1)).
+    """
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+
+
+@dataclass(frozen=True)
+class MannWhitney:
+    """Two-sided Mann-Whitney U test; ``u`` is the statistic of the HGG sample."""
+
+    u: float
+    p: float
+
+
+@dataclass(frozen=True)
+class YoudenCutoff:
+    """Optimal cut-off (predict HGG when score >= ``cutoff``) and its performance."""
+
+    cutoff: float
+    sensitivity: float
+    specificity: float
+    accuracy: float
+    j: float
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """Percentile bootstrap confidence intervals, each a ``(low, high)`` pair."""
+
+    auc: tuple
+    cutoff: tuple
+    sensitivity: tuple
+    specificity: tuple
+    accuracy: tuple
+    n_boot: int
+    level: float
+    seed: Optional[int]
+
+
+def _check(scores, labels):
+    """Validate and convert to (float64 scores, bool labels)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels)
+    if s.ndim != 1 or y.ndim != 1 or s.shape != y.shape:
+        raise InputDataError(
+            f"scores and labels must be 1-D of equal length; got shapes {s.shape} and {y.shape}."
+        )
+    if y.dtype != bool:
+        if not np.all(np.isin(y, (0, 1))):
+            raise InputDataError("labels must be 0 (LGG) or 1 (HGG).")
+        y = y.astype(bool)
+    if not np.all(np.isfinite(s)):
+        raise InputDataError("scores must be finite; drop NaN/Inf values first.")
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        raise InputDataError(f"needs both HGG and LGG scores; found {n1} HGG and {n0} LGG.")
+    return s, y
+
+
+def roc_curve(scores, labels) -> RocCurve:
+    """Empirical ROC curve of a score against HGG (1) / LGG (0) labels.
+
+    Parameters
+    ----------
+    scores : array_like, shape (n,)
+        Finite scores; higher means HGG is more likely.
+    labels : array_like of {0, 1} or bool, shape (n,)
+        1 = HGG (positive class), 0 = LGG. Both classes must be present.
+
+    Returns
+    -------
+    RocCurve
+        ``fpr`` (1 - specificity) and ``tpr`` (sensitivity) at each distinct
+        threshold, from (0, 0) to (1, 1). Tied scores give one point, so a tie
+        between classes appears as a diagonal segment.
+
+    Examples
+    --------
+    >>> r = roc_curve([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    >>> r.fpr.tolist(), r.tpr.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    s, y = _check(scores, labels)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    # last index of each run of equal scores (descending order)
+    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True])
+    tp = np.cumsum(y_sorted)[last]
+    fp = (last + 1) - tp
+    n1, n0 = tp[-1], fp[-1]
+    return RocCurve(
+        fpr=np.r_[0.0, fp / n0],
+        tpr=np.r_[0.0, tp / n1],
+        thresholds=np.r_[np.inf, s_sorted[last]],
+    )
+
+
+def auc(scores, labels) -> float:
+    """Area under the empirical ROC curve (trapezoid rule, ties count one half).
+
+    Equals ``U / (n1 * n0)`` of the Mann-Whitney test (Hanley & McNeil 1982):
+    the probability that a random HGG score exceeds a random LGG score, plus
+    half the probability of a tie.
+
+    Parameters
+    ----------
+    scores, labels : array_like
+        See :func:`roc_curve`.
+
+    Returns
+    -------
+    float
+        AUC in [0, 1]; 0.5 is chance, below 0.5 the score is higher in LGG.
+
+    Examples
+    --------
+    >>> auc([1, 2, 3, 4], [0, 0, 1, 1]), auc([1, 2, 2, 3], [0, 1, 0, 1])
+    (1.0, 0.875)
+    """
+    r = roc_curve(scores, labels)
+    return float(np.sum(np.diff(r.fpr) * (r.tpr[1:] + r.tpr[:-1])) / 2.0)
+
+
+def mann_whitney(scores, labels) -> MannWhitney:
+    """Two-sided Mann-Whitney U test between the HGG and LGG scores.
+
+    Wraps :func:`scipy.stats.mannwhitneyu` (``method="auto"``: exact without
+    ties for small samples, otherwise the normal approximation with tie and
+    continuity corrections). ``scores``, ``labels``: see :func:`roc_curve`.
+
+    Returns
+    -------
+    MannWhitney
+        ``u``: the U statistic of the HGG sample (HGG > LGG pairs plus half the
+        ties, so ``u / (n1 * n0)`` is the AUC); ``p``: two-sided p-value.
+
+    Examples
+    --------
+    >>> r = mann_whitney([1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 1, 1])
+    >>> r.u, round(r.p, 3)
+    (9.0, 0.1)
+    """
+    s, y = _check(scores, labels)
+    res = _sps.mannwhitneyu(s[y], s[~y], alternative="two-sided")
+    return MannWhitney(u=float(res.statistic), p=float(res.pvalue))
+
+
+def _youden_rows(S: np.ndarray, n1: int):
+    """Youden cut-off for each row of ``S`` whose first ``n1`` columns are HGG.
+
+    Returns arrays (cutoff, sensitivity, specificity, accuracy, j), one value
+    per row. Fully vectorised: a sort per row and cumulative counts.
+    """
+    B, n = S.shape
+    n0 = n - n1
+    order = np.argsort(S, axis=1, kind="stable")
+    Ss = np.take_along_axis(S, order, axis=1)
+    pos_sorted = order < n1
+    # cpos[:, k] = HGG among the k smallest scores, k = 0..n-1
+    cpos = np.zeros((B, n), dtype=np.int64)
+    np.cumsum(pos_sorted[:, :-1], axis=1, out=cpos[:, 1:])
+    k = np.arange(n)
+    tp = n1 - cpos                      # HGG with score >= cut-off k
+    tn = k - cpos                       # LGG below cut-off k
+    # integer keys: J * n1 * n0 and the number of correct predictions
+    j_int = tp * n0 + tn * n1 - n1 * n0
+    key = j_int * (n + 1) + (tp + tn)
+    valid = np.ones((B, n), dtype=bool)
+    valid[:, 1:] = Ss[:, 1:] > Ss[:, :-1]   # a cut-off between distinct values
+    key = np.where(valid, key, np.iinfo(np.int64).min)
+    best = np.argmax(key, axis=1)           # first maximum: the lowest cut-off
+    rows = np.arange(B)
+    lower = Ss[rows, np.maximum(best - 1, 0)]
+    upper = Ss[rows, best]
+    cutoff = np.where(best == 0, upper, 0.5 * (lower + upper))
+    tp_b, tn_b = tp[rows, best], tn[rows, best]
+    sens = tp_b / n1
+    spec = tn_b / n0
+    return cutoff, sens, spec, (tp_b + tn_b) / n, sens + spec - 1.0
+
+
+def youden_cutoff(scores, labels) -> YoudenCutoff:
+    """Cut-off maximising Youden's J = sensitivity + specificity - 1.
+
+    Parameters
+    ----------
+    scores, labels : array_like
+        See :func:`roc_curve`.
+
+    Returns
+    -------
+    YoudenCutoff
+        ``cutoff`` (predict HGG when score >= cutoff): the midpoint between the
+        two consecutive distinct observed scores that separate best (or the
+        smallest score when no cut-off beats J = 0); ``sensitivity``,
+        ``specificity``, ``accuracy`` (fractions) and ``j`` at that cut-off.
+        Ties in J go to the higher accuracy, then to the lower cut-off.
+
+    References
+    ----------
+    Youden WJ. Cancer 1950;3:32-35. Ruopp MD et al. Biom J 2008;50:419-430.
+
+    Examples
+    --------
+    >>> r = youden_cutoff([1.0, 1.2, 1.5, 2.0, 2.4], [0, 0, 0, 1, 1])
+    >>> float(r.cutoff), float(r.sensitivity), float(r.specificity), float(r.j)
+    (1.75, 1.0, 1.0, 1.0)
+    """
+    s, y = _check(scores, labels)
+    S = np.concatenate([s[y], s[~y]])[None, :]
+    c, se, sp, acc, j = _youden_rows(S, int(y.sum()))
+    return YoudenCutoff(cutoff=float(c[0]), sensitivity=float(se[0]),
+                        specificity=float(sp[0]), accuracy=float(acc[0]), j=float(j[0]))
+
+
+def _auc_rows(S: np.ndarray, n1: int) -> np.ndarray:
+    """AUC of each row of ``S`` (first ``n1`` columns HGG) from mid-ranks."""
+    n0 = S.shape[1] - n1
+    ranks = _sps.rankdata(S, axis=1)
+    u = ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2.0
+    return u / (n1 * n0)
+
+
+def _replicates(s, y, n_boot, seed, *, youden=True):
+    """Bootstrap replicates of AUC (and the Youden quantities), chunked."""
+    pos, neg = s[y], s[~y]
+    n1, n0 = pos.size, neg.size
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_ELEMENTS // (n1 + n0))
+    parts = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        # one uniform row per replicate: the draws do not depend on the chunking
+        u = rng.random((b, n1 + n0))
+        S = np.concatenate([pos[(u[:, :n1] * n1).astype(np.intp)],
+                            neg[(u[:, n1:] * n0).astype(np.intp)]], axis=1)
+        a = _auc_rows(S, n1)
+        parts.append((a,) + (_youden_rows(S, n1)[:4] if youden else ()))
+    return [np.concatenate(col) for col in zip(*parts)]
+
+
+def _percentile_ci(values: np.ndarray, level: float) -> tuple:
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    return (float(lo), float(hi))
+
+
+def _check_boot(n_boot, level):
+    if int(n_boot) < 1:
+        raise InputDataError(f"n_boot must be a positive number of replicates; got {n_boot}.")
+    if not 0.0 < float(level) < 1.0:
+        raise InputDataError(f"the confidence level must lie in (0, 1); got {level}.")
+
+
+def bootstrap_ci(scores, labels, *, n_boot: int = N_BOOT, seed: Optional[int] = 0,
+                 level: float = 0.95) -> BootstrapCI:
+    """Stratified percentile bootstrap CIs of AUC, Youden cut-off and its performance.
+
+    Parameters
+    ----------
+    scores, labels : array_like
+        See :func:`roc_curve`.
+    n_boot : int
+        Number of bootstrap replicates (default 2000).
+    seed : int or None
+        Seed of :func:`numpy.random.default_rng`; the same seed gives the same
+        intervals. ``None`` draws fresh entropy.
+    level : float
+        Confidence level (default 0.95).
+
+    Returns
+    -------
+    BootstrapCI
+        ``(low, high)`` for ``auc``, ``cutoff``, ``sensitivity``,
+        ``specificity`` and ``accuracy``. Each replicate resamples within each
+        class and re-estimates the cut-off, so the intervals include the
+        uncertainty of choosing it (Efron & Tibshirani 1993, ch. 13).
+
+    Examples
+    --------
+    >>> ci = bootstrap_ci([1, 2, 3, 4, 5, 6], [0, 0, 1, 0, 1, 1], n_boot=500, seed=1)
+    >>> 0.0 <= ci.auc[0] <= ci.auc[1] <= 1.0
+    True
+    """
+    s, y = _check(scores, labels)
+    _check_boot(n_boot, level)
+    a, c, se, sp, acc = _replicates(s, y, int(n_boot), seed)
+    return BootstrapCI(
+        auc=_percentile_ci(a, level), cutoff=_percentile_ci(c, level),
+        sensitivity=_percentile_ci(se, level), specificity=_percentile_ci(sp, level),
+        accuracy=_percentile_ci(acc, level), n_boot=int(n_boot), level=float(level), seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- cohort level
+
+CohortLike = Union[Cohort, Iterable[Mapping[str, Any]]]
+
+
+@dataclass
+class MethodResult:
+    """Grading performance of one method (one row of the paper's Table 1).
+
+    Fractions (sensitivity, specificity, accuracy) are in [0, 1]; ``*_ci``
+    are ``(low, high)`` percentile bootstrap intervals. ``scores``, ``labels``
+    and ``subjects`` are the graded values (for plots) and are not exported.
+    """
+
+    method: str
+    metric: str
+    n_hgg: int
+    n_lgg: int
+    n_excluded_status: int
+    n_excluded_nonfinite: int
+    auc: float
+    auc_ci: tuple
+    cutoff: float
+    cutoff_ci: tuple
+    sensitivity: float
+    sensitivity_ci: tuple
+    specificity: float
+    specificity_ci: tuple
+    accuracy: float
+    accuracy_ci: tuple
+    youden_j: float
+    mwu_u: float
+    mwu_p: float
+    mean_seconds: float
+    seconds_min: float
+    seconds_max: float
+    n_boot: int
+    level: float
+    seed: Optional[int]
+    snr: Optional[float] = None
+    excluded: list = field(default_factory=list)
+    scores: np.ndarray = field(default=None, repr=False)
+    labels: np.ndarray = field(default=None, repr=False)
+    subjects: tuple = field(default=(), repr=False)
+
+    def to_dict(self) -> dict:
+        """Flat JSON/CSV-ready dict (the CSV columns, in order); NaN becomes ``None``."""
+        out = {k: getattr(self, k) for k in ("method", "metric", "snr", "n_hgg", "n_lgg",
+                                              "n_excluded_status", "n_excluded_nonfinite")}
+        for name in ("auc", "cutoff", "sensitivity", "specificity", "accuracy"):
+            out[name] = getattr(self, name)
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = getattr(self, f"{name}_ci")
+        out.update({k: getattr(self, k) for k in ("youden_j", "mwu_u", "mwu_p", "mean_seconds",
+                                                   "seconds_min", "seconds_max", "n_boot",
+                                                   "level", "seed")})
+        return _nan_to_none(out)
+
+
+@dataclass(frozen=True)
+class SnrPoint:
+    """AUC of one method at one SNR level (robustness study, PHAE paper Fig. 5)."""
+
+    method: str
+    snr: float
+    n_hgg: int
+    n_lgg: int
+    auc: float
+    auc_ci: tuple
+
+    def to_dict(self) -> dict:
+        """Flat JSON-ready dict; NaN becomes ``None``."""
+        return _nan_to_none({"method": self.method, "snr": self.snr, "n_hgg": self.n_hgg,
+                             "n_lgg": self.n_lgg, "auc": self.auc,
+                             "auc_ci_low": self.auc_ci[0], "auc_ci_high": self.auc_ci[1]})
+
+
+def _nan_to_none(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
+
+
+def _as_cohort(cohort: CohortLike) -> Cohort:
+    return cohort if isinstance(cohort, Cohort) else cohort_from_rows(cohort)
+
+
+def grading_table(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int = N_BOOT,
+                  seed: Optional[int] = 0, level: float = 0.95,
+                  snr: Optional[float] = None) -> dict[str, MethodResult]:
+    """Per-method grading performance of a cohort (the PHAE paper's Table 1).
+
+    Parameters
+    ----------
+    cohort : Cohort or iterable of mapping
+        From :func:`perfmap.report.cohort.read_cohort`, or rows with
+        ``subject``, ``grade``, ``method``, ``status`` and ``metric``.
+    metric : str
+        Column graded (default ``cbf_ratio``); higher means HGG.
+    n_boot, seed, level
+        Bootstrap settings (:func:`bootstrap_ci`), the same seed for every
+        method, so a method's CIs do not depend on the other methods.
+    snr : float, optional
+        Use the rows at this SNR level; by default :meth:`Cohort.default_snr`.
+
+    Returns
+    -------
+    dict of str to MethodResult
+        By first appearance of the method. Rows whose status is not ``ok`` or
+        whose metric is NaN/Inf are excluded and counted. The seconds summarise
+        the graded rows (NaN when absent).
+
+    Raises
+    ------
+    InputDataError
+        If the metric column is missing, or a method has only one class or
+        fewer than 2 HGG and 2 LGG subjects with a finite metric.
+    """
+    cohort = _as_cohort(cohort)
+    cohort.require_metric(metric)
+    _check_boot(n_boot, level)
+    if snr is None:
+        snr = cohort.default_snr()
+    results: dict[str, MethodResult] = {}
+    for method in cohort.methods:
+        s, y, subj, secs, excluded, n_status, n_nonfinite = cohort.select(method, metric, snr)
+        if s.size == 0 and not excluded:
+            continue  # method absent at this SNR level
+        n1, n0 = int(y.sum()), int((~y).sum())
+        found = (f"found {n1} HGG and {n0} LGG ({n_status} excluded for status, "
+                 f"{n_nonfinite} for a non-finite {metric})")
+        at = "" if snr is None else f" at SNR {snr:g}"
+        if n1 == 0 or n0 == 0:
+            only = "only HGG" if n1 else "only LGG" if n0 else "no"
+            raise InputDataError(
+                f"{cohort.name} has {only} graded subjects for method {method}{at}; ROC "
+                f"analysis needs both HGG and LGG subjects with a finite {metric}; {found}."
+            )
+        if n1 < 2 or n0 < 2:
+            raise InputDataError(
+                f"{cohort.name}: grading needs at least 2 HGG and 2 LGG subjects with a "
+                f"finite {metric} for method {method}{at}; {found}."
+            )
+        yc = youden_cutoff(s, y)
+        mw = mann_whitney(s, y)
+        ci = bootstrap_ci(s, y, n_boot=n_boot, seed=seed, level=level)
+        have_secs = secs.size > 0
+        results[method] = MethodResult(
+            method=method, metric=metric, n_hgg=n1, n_lgg=n0,
+            n_excluded_status=n_status, n_excluded_nonfinite=n_nonfinite,
+            auc=mw.u / (n1 * n0), auc_ci=ci.auc,
+            cutoff=yc.cutoff, cutoff_ci=ci.cutoff,
+            sensitivity=yc.sensitivity, sensitivity_ci=ci.sensitivity,
+            specificity=yc.specificity, specificity_ci=ci.specificity,
+            accuracy=yc.accuracy, accuracy_ci=ci.accuracy, youden_j=yc.j,
+            mwu_u=mw.u, mwu_p=mw.p,
+            mean_seconds=float(secs.mean()) if have_secs else math.nan,
+            seconds_min=float(secs.min()) if have_secs else math.nan,
+            seconds_max=float(secs.max()) if have_secs else math.nan,
+            n_boot=int(n_boot), level=float(level), seed=seed, snr=snr,
+            excluded=excluded, scores=s, labels=y, subjects=subj,
+        )
+    if not results:
+        raise InputDataError(f"{cohort.name} has no rows to grade.")
+    return results
+
+
+def auc_by_snr(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int = N_BOOT,
+               seed: Optional[int] = 0, level: float = 0.95) -> list[SnrPoint]:
+    """AUC (with bootstrap CI) of each method at each SNR level (PHAE paper Fig. 5).
+
+    Parameters
+    ----------
+    cohort : Cohort or iterable of mapping
+        Rows carrying a numeric ``snr`` column; rows without an SNR are ignored.
+        ``metric``, ``n_boot``, ``seed``, ``level``: as in :func:`grading_table`.
+
+    Returns
+    -------
+    list of SnrPoint
+        Sorted by method (first appearance) then ascending SNR. A level with
+        fewer than 2 HGG or 2 LGG usable subjects gets ``auc = nan`` (and a NaN
+        interval) instead of failing the whole study.
+
+    Raises
+    ------
+    InputDataError
+        If the metric column is missing or no row has an SNR value.
+    """
+    cohort = _as_cohort(cohort)
+    cohort.require_metric(metric)
+    _check_boot(n_boot, level)
+    if not cohort.has_snr:
+        raise InputDataError(f"{cohort.name} has no 'snr' column with values; "
+                             "AUC vs SNR needs one.")
+    points = []
+    for method in cohort.methods:
+        for level_snr in cohort.snr_levels:
+            sel = cohort.select(method, metric, level_snr)
+            s, y = sel.scores, sel.labels
+            if s.size == 0 and not sel.excluded:
+                continue
+            n1, n0 = int(y.sum()), int((~y).sum())
+            if n1 < 2 or n0 < 2:
+                points.append(SnrPoint(method, level_snr, n1, n0, math.nan, (math.nan, math.nan)))
+                continue
+            s_, y_ = _check(s, y)
+            (a,) = _replicates(s_, y_, int(n_boot), seed, youden=False)  # AUC only
+            points.append(SnrPoint(method, level_snr, n1, n0, auc(s, y),
+                                   _percentile_ci(a, level)))
+    return points
