@@ -19,6 +19,12 @@ COMMANDS = {
                  "Write DSC phantoms with ground truth (for validation and demos)."),
     "convert": ("perfmap.cli.convert:convert",
                 "Convert a DICOM series into a 4D NIfTI with a JSON sidecar."),
+    "batch": ("perfmap.cli.batch:batch", "Run compute over a cohort manifest (local or Dask)."),
+    "report": ("perfmap.cli.report:report",
+               "Glioma-grading report (ROC/AUC, Youden cut-off) from a cohort table."),
+    "robustness": ("perfmap.cli.robustness:robustness",
+                   "Noise study: degrade a cohort to several SNRs and report AUC vs SNR."),
+    "train": ("perfmap.cli.train:train", "Train the PHAE neural encoder (self-supervised)."),
 }
 
 
