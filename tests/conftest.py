@@ -30,7 +30,7 @@ def phantom_cohort(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("phantom")
     manifest = simulate_cohort(out, n_subjects=1, snr=50.0, hgg_fraction=1.0,
-                               shape=(32, 32, 4), n_frames=50, seed=3)
+                               shape=(48, 48, 4), n_frames=50, seed=3)
     row = read_tsv(manifest)[0]
     for key in ("input", "aif", "mask", "tumour", "ref"):
         row[key] = str((Path(manifest).parent / row[key]).resolve())
