@@ -56,7 +56,7 @@ def load_series(path, te=None, tr=None, series=None) -> Volume4D:
     if path.is_dir():
         from ..io import dicom
 
-        volume = dicom.load_dicom_series(path, series=series)
+        volume = dicom.load_dicom_series(path, series=series, min_frames=nifti.MIN_FRAMES)
         # Command-line values override the headers.
         if te is not None:
             volume.te = float(te)
