@@ -13,6 +13,7 @@ from perfmap.cli.batch import batch as batch_cmd
 from perfmap.errors import ImageReadError, InputDataError, ParameterError
 from perfmap.io.tables import read_tsv
 from perfmap.pipeline import batch as batch_mod
+from perfmap.pipeline import executors
 from perfmap.pipeline.manifest import read_manifest
 from perfmap.report.cohort import COHORT_COLUMNS, read_cohort
 
@@ -188,7 +189,7 @@ def test_dask_scheduler_gives_the_same_numbers(dask_scheduler, serial_run, sourc
 def test_missing_dask_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "distributed", None)
     with pytest.raises(ParameterError, match=r"perfmap\[distributed\]"):
-        batch_mod._dask_client("tcp://127.0.0.1:1", 1)
+        executors._dask_client("tcp://127.0.0.1:1", 1)
 
 
 def _write(path, text):

@@ -190,27 +190,32 @@ def load_3d(path, what: str = "image"):
 
 
 def map_image(data: np.ndarray, ref: Volume4D):
-    """A float32 NIfTI image of a 3D map on ``ref``'s grid (affine and geometry kept)."""
+    """A float32 NIfTI image of ``data`` on ``ref``'s grid (affine and geometry kept).
+
+    ``data`` is a 3D map of ``ref``'s spatial shape or a 4D series of its full
+    shape (e.g. a noise-degraded copy); a NIfTI ``ref`` lends its header
+    (qform/sform codes, units, TR), a DICOM one its affine.
+    """
     import nibabel as nib
 
     data = np.asarray(data, dtype=np.float32)
-    if data.shape != ref.spatial_shape:
-        raise ShapeError(f"map shape {data.shape} differs from the series {ref.spatial_shape}")
-    if ref.header is not None and isinstance(ref.header, nib.Nifti1Header):
-        header = ref.header.copy()
-        header.set_data_shape(data.shape)
-    else:
-        header = nib.Nifti1Header()
+    if data.shape not in (ref.spatial_shape, tuple(ref.data.shape)):
+        raise ShapeError(f"array shape {data.shape} differs from the series {ref.data.shape}")
+    nifti_ref = ref.header is not None and isinstance(ref.header, nib.Nifti1Header)
+    header = ref.header.copy() if nifti_ref else nib.Nifti1Header()
+    header.set_data_shape(data.shape)
     header.set_data_dtype(np.float32)
     img = nib.Nifti1Image(data, ref.affine, header=header)
     img.header.set_slope_inter(1.0, 0.0)
-    if ref.header is not None and isinstance(ref.header, nib.Nifti1Header):
+    if nifti_ref:
         img.set_qform(ref.header.get_qform(), code=int(ref.header["qform_code"]))
         img.set_sform(ref.header.get_sform(), code=int(ref.header["sform_code"]))
     else:
         img.set_qform(ref.affine, code=1)
         img.set_sform(ref.affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
+        img.header.set_xyzt_units("mm", "sec")
+        if data.ndim == 4 and ref.tr:
+            img.header.set_zooms(tuple(img.header.get_zooms()[:3]) + (float(ref.tr),))
     return img
 
 

@@ -20,7 +20,7 @@ from ..core import maps as maps_mod
 from ..core.curves import DEFAULT_KH, DEFAULT_RHO
 from ..core.roi import add_ratios, roi_statistics
 from ..deconv import get_backend
-from ..errors import InputDataError, ParameterError
+from ..errors import ParameterError
 from ..io import nifti, tables
 from ..io.outputs import OutputSet
 from ..io.volume import Volume4D

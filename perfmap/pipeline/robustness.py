@@ -51,6 +51,7 @@ from ..errors import InputDataError, OutputExistsError, ParameterError, PerfmapE
 from ..io import nifti, tables
 from ..io.outputs import OutputSet
 from . import batch as batch_mod
+from . import executors
 from ..report.cohort import COHORT_COLUMNS
 from .manifest import (COHORT_NAME, Manifest, ManifestEntry, base_row, failed_row,
                        format_manifest, read_manifest, write_cohort, write_text_atomic)
@@ -156,26 +157,9 @@ def add_noise(data: np.ndarray, snr: float, mean: float, sd: float,
     return noisy, added_sd
 
 
-def _series_image(data: np.ndarray, volume):
-    """A NIfTI image of ``data`` with the input's header (geometry, TR, units)."""
-    import nibabel as nib  # header copy; kept next to the only caller
-
-    header = volume.header.copy()
-    header.set_data_shape(data.shape)
-    header.set_data_dtype(np.float32)
-    img = nib.Nifti1Image(data, volume.affine, header=header)
-    img.header.set_slope_inter(1.0, 0.0)
-    img.set_qform(volume.header.get_qform(), code=int(volume.header["qform_code"]))
-    img.set_sform(volume.header.get_sform(), code=int(volume.header["sform_code"]))
-    return img
-
-
 def _write_degraded(out: OutputSet, name: str, data: np.ndarray, volume) -> None:
-    if volume.header is not None and hasattr(volume.header, "get_sform"):
-        img = _series_image(data, volume)
-        out.write(name, lambda p: nifti.save_image(img, p))
-    else:  # DICOM input: geometry from the affine, TR in pixdim[4]
-        out.write(name, lambda p: nifti.save_volume(data, volume.affine, p, tr=volume.tr))
+    img = nifti.map_image(data, volume)
+    out.write(name, lambda p: nifti.save_image(img, p))
 
 
 @dataclass(frozen=True)
@@ -383,8 +367,8 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
             raise OutputExistsError(f"{taken[0]} already exists; use --resume to finish the "
                                     "study or --overwrite to redo it")
     notes = []
-    jobs = batch_mod.default_jobs() if jobs is None else max(1, int(jobs))
-    with batch_mod.dask_session(scheduler, jobs) as client:
+    jobs = executors.default_jobs() if jobs is None else max(1, int(jobs))
+    with executors.dask_session(scheduler, jobs) as client:
         records = _degrade_all(manifest, levels, int(seed), root, jobs, client,
                                resume=resume, overwrite=overwrite)
         noise = [rec for recs in records for rec in recs]
@@ -431,7 +415,7 @@ def _degrade_all(manifest, levels, seed, root, jobs, client, *, resume, overwrit
                          overwrite=resume or overwrite, resume=resume and not overwrite)
              for e in manifest.entries]
     records = [None] * len(tasks)
-    for i, recs, error in batch_mod.execute(degrade_subject, tasks, jobs=jobs, client=client):
+    for i, recs, error in executors.execute(degrade_subject, tasks, jobs=jobs, client=client):
         if error is not None:
             recs = [_record(tasks[i].entry.subject, lvl,
                             error=f"cannot degrade: {batch_mod._one_line(error)}")

@@ -6,7 +6,7 @@ Typical use (what ``perfmap report COHORT.tsv`` does)::
 
     cohort = read_cohort("out/cohort.tsv")
     results = grading_table(cohort, "cbf_ratio", n_boot=2000, seed=0)
-    robustness = auc_by_snr(cohort, "cbf_ratio") if cohort.has_snr else None
+    robustness = auc_by_snr(cohort, "cbf_ratio") if len(cohort.snr_levels) > 1 else None
     write_report(results, "report.html", "report.json", "report.csv",
                  robustness=robustness, cohort="out/cohort.tsv")
 

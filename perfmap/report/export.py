@@ -444,8 +444,9 @@ def report_from_cohort(cohort_path: PathLike, html_path: PathLike,
                    overwrite)
     cohort = read_cohort(cohort_path)
     results = grading_table(cohort, metric, n_boot=n_boot, seed=seed, level=level)
+    # AUC against SNR only means something over two or more noise levels.
     robustness = (auc_by_snr(cohort, metric, n_boot=n_boot, seed=seed, level=level)
-                  if cohort.has_snr else None)
+                  if cohort.has_snr and len(cohort.snr_levels) > 1 else None)
     return write_report(results, html_path, json_path, csv_path, robustness=robustness,
                         thumbnails=thumbnails, title=title, cohort=cohort_path,
                         overwrite=overwrite, plots=plots)
