@@ -262,14 +262,17 @@ def dsc_concentration(signal, te: float, window) -> tuple[np.ndarray, np.ndarray
     conc = np.empty(flat.shape, dtype=np.float32)
     invalid = np.empty(flat.shape[0], dtype=bool)
     for i in range(0, flat.shape[0], CHUNK_VOXELS):
-        block = flat[i:i + CHUNK_VOXELS].astype(np.float64)  # a copy: input untouched
-        s0 = block[:, start:stop].mean(axis=1)
+        # float32 throughout (a copy: the input is untouched); S0 is averaged in float64.
+        block = flat[i:i + CHUNK_VOXELS].astype(np.float32)
+        s0 = block[:, start:stop].mean(axis=1, dtype=np.float64)
         bad = ~(np.isfinite(s0) & (s0 > 0)) | ~np.all(np.isfinite(block), axis=1)
-        s0 = np.where(bad, 1.0, s0)[:, None]
+        s0 = np.where(bad, 1.0, s0).astype(np.float32)[:, None]
         np.maximum(block, SIGNAL_FLOOR * s0, out=block)
         with np.errstate(invalid="ignore"):
-            c = np.log(s0 / block) / te
-        c[bad] = np.nan
-        conc[i:i + CHUNK_VOXELS] = c
+            np.divide(s0, block, out=block)
+            np.log(block, out=block)
+        block *= np.float32(1.0 / te)
+        block[bad] = np.nan
+        conc[i:i + CHUNK_VOXELS] = block
         invalid[i:i + CHUNK_VOXELS] = bad
     return conc.reshape(sig.shape), invalid.reshape(lead)

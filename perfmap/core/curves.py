@@ -32,7 +32,6 @@ Calamante F et al. Delay and dispersion effects in dynamic susceptibility
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 #: Hematocrit correction and brain density defaults (DESIGN section 4).
 DEFAULT_KH = 0.73
@@ -111,6 +110,8 @@ def residue_function(t, mtt, shape: str = "exponential", lam: float = 2.0):
     if shape == "lorentzian":
         return 1.0 / (1.0 + (np.pi * t / (2.0 * m)) ** 2)
     if shape == "gamma":
+        from scipy import special  # lazy: scipy.special costs 0.2 s to import
+
         return special.gammaincc(lam, lam * t / m)
     if shape == "linear":
         return np.clip(1.0 - t / (2.0 * m), 0.0, None)
@@ -214,6 +215,8 @@ def gamma_exponential_convolution(t, t0, alpha, beta, mtt, flow=1.0, scale=1.0):
     regularised lower incomplete gamma function. Used to verify the numerical
     convolutions and the deconvolution backends against a closed form.
     """
+    from scipy import special
+
     t = np.asarray(t, dtype=np.float64)
     s = np.clip(t - t0, 0.0, None)
     c = 1.0 / beta - 1.0 / mtt

@@ -67,6 +67,21 @@ def _uniform_grid(volume: Volume4D):
     return grid, dt, resample, info
 
 
+def voxel_curves(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``data[mask]`` (voxels in C order, time last) without a slow strided gather.
+
+    NIfTI arrays come from nibabel in Fortran order, where ``data[mask]`` reads
+    each curve with a stride of the whole volume (0.14 s for a 128x128x20x60
+    series); rows of the Fortran-order ``(voxels, T)`` view are gathered
+    instead (0.03 s), then put in C voxel order.
+    """
+    if not data.flags.f_contiguous or data.flags.c_contiguous:
+        return data[mask]
+    flat = data.reshape(-1, data.shape[-1], order="F")
+    idx = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    return flat[idx]
+
+
 @contextlib.contextmanager
 def _naming(source: str):
     """Prefix data errors raised by the core with the file they are about."""
@@ -89,20 +104,25 @@ def prepare_signal(volume: Volume4D, brain_mask: Optional[np.ndarray] = None,
 def _prepare(volume, brain_mask, extra_mask, baseline_frames, n_skip) -> PreparedSignal:
     times, dt, resample, timing_info = _uniform_grid(volume)
     data = resample(volume.data) if timing_info["resampled"] else volume.data
-    if not np.any(data[brain_mask] > 0 if brain_mask is not None else data > 0):
-        raise InputDataError("the baseline signal is zero or negative in every brain voxel")
     if brain_mask is None:
+        if not np.any(data > 0):
+            raise InputDataError("the baseline signal is zero or negative in every brain voxel")
         # A first mask from the temporal mean locates the baseline; the final
         # mask comes from the baseline image itself.
         rough = auto_brain_mask(data.mean(axis=-1))
-        window = detect_baseline(data[rough].mean(axis=0), n_skip=n_skip,
+        window = detect_baseline(voxel_curves(data, rough).mean(axis=0), n_skip=n_skip,
                                  baseline_frames=baseline_frames)
         brain_mask = auto_brain_mask(data[..., window.start:window.stop].mean(axis=-1))
-    mean_curve = data[brain_mask].mean(axis=0)
-    window = detect_baseline(mean_curve, n_skip=n_skip, baseline_frames=baseline_frames)
     voxels = brain_mask if extra_mask is None else (brain_mask | extra_mask)
-    conc, invalid = dsc_concentration(data[voxels], volume.te, window)
-    if np.all(invalid[brain_mask[voxels]]):
+    curves = voxel_curves(data, voxels)
+    in_brain = brain_mask[voxels]
+    if not np.any(curves[in_brain] > 0):
+        raise InputDataError("the baseline signal is zero or negative in every brain voxel")
+    mean_curve = curves[in_brain].mean(axis=0)
+    window = detect_baseline(mean_curve, n_skip=n_skip, baseline_frames=baseline_frames)
+    conc, invalid = dsc_concentration(curves, volume.te, window)
+    del curves
+    if np.all(invalid[in_brain]):
         raise InputDataError(f"{volume.source}: the baseline signal is zero or negative in every "
                              "brain voxel")
     start = int(window.start)
@@ -113,7 +133,7 @@ def _prepare(volume, brain_mask, extra_mask, baseline_frames, n_skip) -> Prepare
     baseline_info = {"start": start, "stop": int(window.stop), "arrival": int(window.arrival),
                      "method": window.method, "skipped_frames": start}
     return PreparedSignal(brain_mask=brain_mask, brain_conc=brain_conc, conc4d=conc4d,
-                          invalid=invalid[brain_mask[voxels]], times=times[start:],
+                          invalid=invalid[in_brain], times=times[start:],
                           dt=dt, start=start, baseline_info=baseline_info,
                           timing_info=timing_info, resample=resample)
 
