@@ -194,3 +194,25 @@ def test_dce_not_implemented_says_so(subject, tmp_path):
     out = tmp_path / "out"
     res = invoke(["compute", subject["input"], "--kind", "dce"] + base_args(subject, out))
     assert_fails(res, "dce", out_dir=out)
+
+
+@pytest.mark.parametrize("defect", ["missing", "duplicated"])
+def test_dicom_series_with_missing_or_duplicated_frames(tmp_path, defect):
+    from dicom_factory import labelled_pixels, write_classic_series
+
+    pixels = labelled_pixels(12, 3, 8, 8, dtype=np.int16)
+    series = tmp_path / "dcm"
+    kwargs = {"omit": [(5, 1)]} if defect == "missing" else {"duplicate": [(4, 2)]}
+    write_classic_series(series, pixels, **kwargs)
+    out = tmp_path / "out"
+    res = invoke(["compute", series, "--out-dir", out])
+    expected = "missing" if defect == "missing" else "twice"
+    assert_fails(res, "dcm", expected, out_dir=out)
+
+
+def test_dicom_folder_without_dicom(tmp_path):
+    folder = tmp_path / "notdicom"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no images here")
+    out = tmp_path / "out"
+    assert_fails(invoke(["compute", folder, "--out-dir", out]), "notdicom", out_dir=out)
