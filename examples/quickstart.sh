@@ -10,4 +10,9 @@ for method in osvd tikhonov; do
     --roi tumour="$work/sub-01_tumour.nii.gz" --ref "$work/sub-01_ref.nii.gz" \
     --out-dir "$work/maps_$method"
 done
+python - "$work/sub-01.json" <<'PY'
+import json, sys
+truth = json.load(open(sys.argv[1]))["perfmapPhantom"]
+print("truth: " + ", ".join(f"{k}={truth[k]:.3f}" for k in ("cbf_ratio", "cbv_ratio", "mtt_ratio")))
+PY
 echo "maps written under $work/maps_osvd and $work/maps_tikhonov"
