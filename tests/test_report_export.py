@@ -14,7 +14,7 @@ import pytest
 
 import perfmap
 from perfmap.errors import InputDataError, OutputExistsError, ParameterError, ShapeError
-from perfmap.report import export, plots, stats
+from perfmap.report import export, grading, plots
 from perfmap.report.cohort import cohort_from_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -43,12 +43,12 @@ def _cohort(with_snr=False):
 
 @pytest.fixture(scope="module")
 def results():
-    return stats.grading_table(_cohort(), n_boot=200, seed=1)
+    return grading.grading_table(_cohort(), n_boot=200, seed=1)
 
 
 @pytest.fixture(scope="module")
 def robustness():
-    return stats.auc_by_snr(_cohort(with_snr=True), n_boot=200, seed=1)
+    return grading.auc_by_snr(_cohort(with_snr=True), n_boot=200, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_output_path_errors(tmp_path, results):
 def test_tables_only_report_and_escaping(tmp_path):
     rows = [dict(subject=f"<b>{i}</b>", grade="HGG" if i < 3 else "LGG", method="x<y>&z",
                  status="ok", cbf_ratio=float(i % 3 + (i < 3))) for i in range(6)]
-    res = stats.grading_table(rows, n_boot=50)
+    res = grading.grading_table(rows, n_boot=50)
     paths = export.write_report(res, tmp_path / "t.html", plots=False, title="A & B")
     text = paths["html"].read_text()
     assert "<img" not in text and "x&lt;y&gt;&amp;z" in text and "A &amp; B" in text

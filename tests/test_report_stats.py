@@ -10,7 +10,7 @@ from scipy import stats as sps
 
 from perfmap.errors import ImageReadError, InputDataError, PerfmapError
 from perfmap.report import cohort as cohort_mod
-from perfmap.report import stats
+from perfmap.report import grading, stats
 from perfmap.report.cohort import cohort_from_rows, normalize_grade, read_cohort
 
 
@@ -205,7 +205,7 @@ def test_grading_table_numbers_and_exclusions():
                      error="AIF mask is empty", seconds="", cbf_ratio=""))
     rows.append(dict(subject="x2", grade="LGG", method="osvd", status="ok", error="",
                      seconds=5.0, cbf_ratio="nan"))
-    table = stats.grading_table(rows, n_boot=300, seed=3)
+    table = grading.grading_table(rows, n_boot=300, seed=3)
     assert list(table) == ["osvd", "phae"]
     r = table["osvd"]
     assert (r.n_hgg, r.n_lgg, r.n_excluded_status, r.n_excluded_nonfinite) == (4, 4, 1, 1)
@@ -227,20 +227,20 @@ def test_grading_table_numbers_and_exclusions():
     d = r.to_dict()
     assert d["auc_ci_low"] == r.auc_ci[0] and d["snr"] is None
     # each method's CI is independent of the other methods in the table
-    assert stats.grading_table(_rows("osvd"), n_boot=300, seed=3)["osvd"].auc_ci == r.auc_ci
+    assert grading.grading_table(_rows("osvd"), n_boot=300, seed=3)["osvd"].auc_ci == r.auc_ci
 
 
 def test_grading_table_one_class_error():
     rows = [r for r in _rows() if r["grade"] == "HGG"]
     with pytest.raises(InputDataError, match="only HGG graded subjects for method osvd"):
-        stats.grading_table(rows, n_boot=50)
+        grading.grading_table(rows, n_boot=50)
 
 
 def test_grading_table_too_few_subjects_error():
     rows = _rows(lgg=(1.0, 1.2))
     rows[-1]["status"] = "failed"
     with pytest.raises(InputDataError) as exc:
-        stats.grading_table(rows, n_boot=50)
+        grading.grading_table(rows, n_boot=50)
     msg = str(exc.value)
     assert "needs at least 2 HGG and 2 LGG subjects with a finite cbf_ratio for method osvd" in msg
     assert "found 4 HGG and 1 LGG" in msg and "1 excluded for status" in msg
@@ -248,7 +248,7 @@ def test_grading_table_too_few_subjects_error():
 
 def test_grading_table_missing_metric_names_choices():
     with pytest.raises(InputDataError, match="no column 'cbv_ratio'; available metrics: cbf_ratio"):
-        stats.grading_table(_rows(), metric="cbv_ratio")
+        grading.grading_table(_rows(), metric="cbv_ratio")
 
 
 def test_snr_selection_and_auc_by_snr():
@@ -256,17 +256,17 @@ def test_snr_selection_and_auc_by_snr():
     rows += _rows(snr=50) + _rows(snr=10, hgg=(1.0, 1.5, 1.1, 1.2), lgg=(1.3, 1.4, 0.9, 1.6))
     cohort = cohort_from_rows(rows)
     assert cohort.has_snr and cohort.snr_levels == [10.0, 50.0]
-    table = stats.grading_table(cohort, n_boot=100)
+    table = grading.grading_table(cohort, n_boot=100)
     assert table["osvd"].snr is None and table["osvd"].n_hgg == 4
     only_snr = cohort_from_rows(_rows(snr=50) + _rows(snr=10))
-    assert stats.grading_table(only_snr, n_boot=100)["osvd"].snr == 50.0
-    points = stats.auc_by_snr(cohort, n_boot=100)
+    assert grading.grading_table(only_snr, n_boot=100)["osvd"].snr == 50.0
+    points = grading.auc_by_snr(cohort, n_boot=100)
     assert [(p.method, p.snr) for p in points] == [("osvd", 10.0), ("osvd", 50.0)]
     assert points[1].auc == 15 / 16
     y = np.r_[np.ones(4, bool), np.zeros(4, bool)]
     assert points[0].auc == stats.auc([1.0, 1.5, 1.1, 1.2, 1.3, 1.4, 0.9, 1.6], y)
     with pytest.raises(InputDataError, match="snr"):
-        stats.auc_by_snr(_rows())
+        grading.auc_by_snr(_rows())
 
 
 # ----------------------------------------------------------------------------- cohort file

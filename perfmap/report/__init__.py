@@ -12,24 +12,21 @@ Typical use (what ``perfmap report COHORT.tsv`` does)::
 
 or in one call, :func:`report_from_cohort`. Modules: :mod:`.cohort` (read and
 validate the table), :mod:`.stats` (ROC/AUC, Mann-Whitney U, Youden cut-off,
-stratified bootstrap CIs), :mod:`.plots` (PNG figures; matplotlib imported
+stratified bootstrap CIs), :mod:`.grading` (the per-method table, AUC vs SNR), :mod:`.plots` (PNG figures; matplotlib imported
 lazily) and :mod:`.export` (the files). Importing this package does not import
 matplotlib.
 """
 
 from .cohort import Cohort, cohort_from_rows, normalize_grade, read_cohort
 from .export import csv_text, render_html, report_data, report_from_cohort, write_report
+from .grading import MethodResult, SnrPoint, auc_by_snr, grading_table
 from .stats import (
     BootstrapCI,
     MannWhitney,
-    MethodResult,
     RocCurve,
-    SnrPoint,
     YoudenCutoff,
     auc,
-    auc_by_snr,
     bootstrap_ci,
-    grading_table,
     mann_whitney,
     roc_curve,
     youden_cutoff,

@@ -29,7 +29,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from .. import __version__
 from ..errors import OutputExistsError, ParameterError, PerfmapError
-from .stats import N_BOOT, MethodResult, SnrPoint
+from .grading import MethodResult, SnrPoint
+from .stats import N_BOOT
 
 PathLike = Union[str, os.PathLike]
 
@@ -116,9 +117,9 @@ def report_data(results: Mapping[str, MethodResult], *,
     Parameters
     ----------
     results : mapping of str to MethodResult
-        From :func:`perfmap.report.stats.grading_table`.
+        From :func:`perfmap.report.grading.grading_table`.
     robustness : sequence of SnrPoint, optional
-        From :func:`perfmap.report.stats.auc_by_snr`.
+        From :func:`perfmap.report.grading.auc_by_snr`.
     cohort : path, optional
         The cohort table, recorded for provenance.
     date : str, optional
@@ -365,7 +366,7 @@ def write_report(results: Mapping[str, MethodResult], html_path: PathLike,
     Parameters
     ----------
     results : mapping of str to MethodResult
-        From :func:`perfmap.report.stats.grading_table`.
+        From :func:`perfmap.report.grading.grading_table`.
     html_path : path
         The self-contained HTML report: title, the paper-style table (AUC,
         cut-off, sensitivity %, specificity % with CIs, accuracy %, MWU p, mean
@@ -376,7 +377,7 @@ def write_report(results: Mapping[str, MethodResult], html_path: PathLike,
         The same numbers as JSON (:func:`report_data`) and CSV (one row per
         method, :func:`csv_text`).
     robustness : sequence of SnrPoint, optional
-        AUC vs SNR (:func:`perfmap.report.stats.auc_by_snr`): adds a table and
+        AUC vs SNR (:func:`perfmap.report.grading.auc_by_snr`): adds a table and
         a plot.
     thumbnails : sequence of (str, 2D ndarray), optional
         One map slice per subject for a montage
@@ -435,10 +436,10 @@ def report_from_cohort(cohort_path: PathLike, html_path: PathLike,
     The robustness section is added when the table has an ``snr`` column with
     values. Outputs are checked before any computation, so an existing file
     fails fast. See :func:`write_report` for the outputs and errors, and
-    :func:`perfmap.report.stats.grading_table` for the statistics.
+    :func:`perfmap.report.grading.grading_table` for the statistics.
     """
     from .cohort import read_cohort
-    from .stats import auc_by_snr, grading_table
+    from .grading import auc_by_snr, grading_table
 
     _check_outputs([Path(p) for p in (html_path, json_path, csv_path) if p is not None],
                    overwrite)

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..errors import InputDataError, PerfmapError, ShapeError
 from .export import format_p
-from .stats import MethodResult, SnrPoint, roc_curve
+from .grading import MethodResult, SnrPoint
+from .stats import roc_curve
 
 _DPI = 100
 
@@ -63,7 +64,7 @@ def roc_plot(results: Mapping[str, MethodResult], *, title: Optional[str] = None
     Parameters
     ----------
     results : mapping of str to MethodResult
-        From :func:`perfmap.report.stats.grading_table`.
+        From :func:`perfmap.report.grading.grading_table`.
     title : str, optional
         Axis title.
 
@@ -103,7 +104,7 @@ def box_plot(results: Mapping[str, MethodResult], *, metric: Optional[str] = Non
     Parameters
     ----------
     results : mapping of str to MethodResult
-        From :func:`perfmap.report.stats.grading_table`.
+        From :func:`perfmap.report.grading.grading_table`.
     metric : str, optional
         Axis label (default: the results' metric).
     seed : int
@@ -145,7 +146,7 @@ def auc_snr_plot(points: Sequence[SnrPoint], *, title: Optional[str] = None) -> 
     Parameters
     ----------
     points : sequence of SnrPoint
-        From :func:`perfmap.report.stats.auc_by_snr`. Levels with a NaN AUC
+        From :func:`perfmap.report.grading.auc_by_snr`. Levels with a NaN AUC
         are left out of the lines.
     title : str, optional
         Axis title.
