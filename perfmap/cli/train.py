@@ -1,0 +1,98 @@
+"""``perfmap train``: self-supervised training of the PHAE encoder (thin wrapper)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import handle_errors, overwrite_option, verbosity_options
+
+
+def _range(ctx, param, value):
+    if value is None:
+        return None
+    lo, sep, hi = value.partition(":")
+    try:
+        lo_f, hi_f = float(lo), float(hi if sep else lo)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not LOW:HIGH", ctx=ctx, param=param) from None
+    if not 0 < lo_f <= hi_f:
+        raise click.BadParameter(f"{value!r} must be positive with LOW <= HIGH", ctx=ctx,
+                                 param=param)
+    return (lo_f, hi_f)
+
+
+@click.command()
+@click.option("--out", type=click.Path(dir_okay=False), default="models/phae_dsc.pt",
+              show_default=True, help="Weights file to write (a model card .json is written "
+              "next to it).")
+@click.option("--epochs", type=click.IntRange(min=1), default=65, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--batch-size", type=click.IntRange(min=2), default=1536, show_default=True)
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+              show_default=True, help="Learning rate: constant (the paper) or cosine decay "
+              "per epoch towards 0.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initialisation, the simulated data and the batch order.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
+              show_default=True, help="Fraction of the curves held out for validation.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--n-curves", type=click.IntRange(min=0), default=100000, show_default=True,
+              help="Simulated training curves (0: only the --manifest exams).")
+@click.option("--snr", "snr_range", callback=_range, default="5:200", show_default=True,
+              metavar="LOW:HIGH", help="Baseline SNR range of the simulated curves.")
+@click.option("--mtt", "mtt_range", callback=_range, default="1:20", show_default=True,
+              metavar="LOW:HIGH", help="MTT range (s) of the simulated curves.")
+@click.option("--cbv", "cbv_range", callback=_range, default="0.5:15", show_default=True,
+              metavar="LOW:HIGH", help="CBV range (ml/100 g) of the simulated curves.")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False),
+              help="TSV of real exams (subject, input, aif mask, mask; optional te, tr) "
+              "added to the training curves.")
+@click.option("--max-voxels", type=click.IntRange(min=1), default=20000, show_default=True,
+              help="Brain voxels drawn per manifest exam.")
+@click.option("--init", type=click.Path(exists=True, dir_okay=False),
+              help="Start from these weights (fine-tuning), e.g. the shipped model.")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), metavar="CHECKPOINT",
+              help="Continue an interrupted run from its checkpoint.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Checkpoint written after every epoch (default: OUT.ckpt).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar.")
+@overwrite_option
+@verbosity_options
+@handle_errors
+def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_curves, snr_range,
+          mtt_range, cbv_range, manifest, max_voxels, init, resume, checkpoint, threads,
+          progress, overwrite, verbose, quiet):
+    """Train the PHAE encoder without reference maps (self-supervised).
+
+    The loss is the mean absolute error between each tissue curve and its
+    reconstruction by the physics decoder (Lorentzian residue from the encoded
+    MTT, CBF = CBV / MTT, convolution with the AIF). Data: simulated curves
+    (--n-curves, --snr, --mtt, --cbv) and/or real exams (--manifest), which is
+    how to fine-tune on your scanner (with --init models/phae_dsc.pt).
+    """
+    from ..errors import OutputExistsError
+    from ..neural.train import TrainOptions, train as run_train
+
+    out_path = Path(out)
+    if out_path.exists() and not overwrite and not resume:
+        raise OutputExistsError(f"{out_path}: exists; use --overwrite to replace it")
+    opts = TrainOptions(out=str(out_path), n_curves=n_curves, epochs=epochs, lr=lr,
+                        batch_size=batch_size, schedule=schedule, seed=seed,
+                        val_fraction=val_fraction, device=device, snr_range=snr_range,
+                        mtt_range=mtt_range, cbv_range=cbv_range, manifest=manifest,
+                        max_voxels=max_voxels, init=init, checkpoint=checkpoint, threads=threads)
+    level = verbose - quiet
+    result = run_train(opts, resume=resume, command=["perfmap", "train"] + sys.argv[2:]
+                       if len(sys.argv) > 1 and sys.argv[1] == "train" else None,
+                       progress=progress and level >= 0,
+                       log=(lambda msg: click.echo(msg, err=True)) if level >= 0 else
+                       (lambda msg: None))
+    if level >= 0:
+        click.echo(f"{result.weights} (epoch {result.best_epoch} of {len(result.history)})")
+        click.echo(str(result.card))
