@@ -77,7 +77,9 @@ def _sidecar(phantom: Phantom, subject: str) -> dict:
 def _write_subject_files(out: OutputSet, phantom: Phantom, subject: str) -> None:
     names = subject_file_names(subject)
     aff = phantom.affine
-    out.write(names["input"], lambda p: save_volume(phantom.signal, aff, p, tr=phantom.tr))
+    # int16 with a scale slope, as scanners and dcm2niix store DSC series.
+    out.write(names["input"], lambda p: save_volume(phantom.signal, aff, p, tr=phantom.tr,
+                                                    stored_dtype=np.int16))
     out.write_text(names["sidecar"], json.dumps(_sidecar(phantom, subject), indent=2) + "\n")
     for key, mask_name in _MASK_KEYS.items():
         out.write(names[key], lambda p, m=phantom.masks[mask_name]:

@@ -34,6 +34,9 @@ def assert_fails(res, *fragments, out_dir: Path):
 def write_like(src: str, data, path: Path, zooms=None):
     img = nib.load(src)
     new = nib.Nifti1Image(np.asarray(data), img.affine, header=img.header.copy())
+    # The phantom is stored as int16 with a slope; these edits need float storage (NaN, Inf).
+    new.set_data_dtype(np.float32)
+    new.header.set_slope_inter(1.0, 0.0)
     if zooms is not None:
         new.header.set_zooms(zooms)
     nib.save(new, str(path))
