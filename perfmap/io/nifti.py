@@ -122,6 +122,15 @@ def _positive_seconds(value, name: str, source: str) -> float:
     return v
 
 
+def _timing(override, name: str, sidecar: dict, key: str, path: Path):
+    """``(seconds, source)`` from the command line, else the sidecar; ``(None, "absent")``."""
+    if override is not None:
+        return _positive_seconds(override, name, f"--{name.lower()}"), "command line"
+    if key in sidecar:
+        return _positive_seconds(sidecar[key], key, f"{path} sidecar"), f"sidecar {key}"
+    return None, "absent"
+
+
 def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) -> Volume4D:
     """Read a 4D DSC series with its timing.
 
@@ -148,20 +157,10 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) 
         raise InputDataError(f"{path}: the series contains {bad} NaN or Inf values")
     sidecar = read_sidecar(path)
     meta = {"sidecar": bool(sidecar)}
-    if tr is not None:
-        tr_s, tr_source = _positive_seconds(tr, "TR", "--tr"), "command line"
-    elif "RepetitionTime" in sidecar:
-        tr_s = _positive_seconds(sidecar["RepetitionTime"], "RepetitionTime", f"{path} sidecar")
-        tr_source = "sidecar RepetitionTime"
-    else:
+    tr_s, tr_source = _timing(tr, "TR", sidecar, "RepetitionTime", path)
+    if tr_s is None:
         tr_s, tr_source = _tr_from_header(img.header)
-    if te is not None:
-        te_s, te_source = _positive_seconds(te, "TE", "--te"), "command line"
-    elif "EchoTime" in sidecar:
-        te_s = _positive_seconds(sidecar["EchoTime"], "EchoTime", f"{path} sidecar")
-        te_source = "sidecar EchoTime"
-    else:
-        te_s, te_source = None, "absent"
+    te_s, te_source = _timing(te, "TE", sidecar, "EchoTime", path)
     meta.update(tr_source=tr_source, te_source=te_source)
     for key in ("FlipAngle", "MagneticFieldStrength", "SeriesDescription", "ProtocolName"):
         if key in sidecar:
