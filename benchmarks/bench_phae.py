@@ -11,7 +11,12 @@ every 20 ms during the fits, next to the resident memory just before them
 ``benchmarks/bench_deconv.py``. Run::
 
     python benchmarks/bench_phae.py [--shape 128 128 20] [--frames 60] [--repeats 3]
-                                    [--device cpu] [--threads 2] [--json out.json]
+                                    [--device cpu] [--threads 2]
+                                    [--precision float32 bfloat16] [--json out.json]
+
+Each ``--precision`` runs in the same process, one after the other, and the
+MTT maps of the later ones are compared with the first (median and largest
+relative difference). ``brain_s`` scales the median to a 145,000-voxel brain.
 """
 
 from __future__ import annotations
@@ -59,8 +64,13 @@ class _PeakRss:
         self.peak = max(self.peak, _rss_mb())
 
 
+#: Voxels of a whole brain at 128 x 128 x 20 (the issue's figure; the DSC benchmark's
+#: brain mask holds 137,264).
+BRAIN_VOXELS = 145000
+
+
 def bench(shape=(128, 128, 20), n_frames: int = 60, repeats: int = 3, device: str = "cpu",
-          batch_size: int = 512, model=None) -> dict:
+          batch_size: int = 512, model=None, precision: str = "float32") -> dict:
     """Median wall time of ``repeats`` PHAE fits of ``prod(shape)`` curves."""
     import torch
 
@@ -69,7 +79,8 @@ def bench(shape=(128, 128, 20), n_frames: int = 60, repeats: int = 3, device: st
     n = int(np.prod(shape))
     conc, aif, dt = synthetic_exam(n, n_frames)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    backend = get_backend("phae")(model=model, device=device, batch_size=batch_size)
+    backend = get_backend("phae")(model=model, device=device, batch_size=batch_size,
+                                  precision=precision)
     backend.fit(conc[:4096], aif, dt)                       # warm-up
     if backend.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -85,7 +96,8 @@ def bench(shape=(128, 128, 20), n_frames: int = 60, repeats: int = 3, device: st
     med = float(np.median(times))
     out = {"backend": "phae", "voxels": n, "shape": list(shape), "frames": n_frames,
            "repeats": repeats, "times_s": [round(t, 3) for t in times], "median_s": med,
-           "voxels_per_s": n / med, "n_failed": fit.n_failed,
+           "voxels_per_s": n / med, "brain_s": BRAIN_VOXELS * med / n,
+           "precision": precision, "n_failed": fit.n_failed, "mtt": fit.mtt,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
            "rss_before_backend_mb": rss0 / 1024.0, "rss_before_fit_mb": rss_before,
            "peak_rss_during_fit_mb": peak.peak, "input_mb": conc.nbytes / 2 ** 20,
@@ -107,22 +119,41 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--precision", nargs="+", default=["float32"],
+                        choices=["float32", "bfloat16"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    row = bench(tuple(args.shape), args.frames, args.repeats, args.device, args.batch_size,
-                args.model)
-    print(f"PHAE {row['voxels']} voxels x {row['frames']} frames on {row['device']} "
-          f"({row['torch_threads']} threads): median {row['median_s']:.2f} s "
-          f"({row['voxels_per_s']:.0f} voxels/s), RSS {row['rss_before_fit_mb']:.0f} MB before "
-          f"the fits, peak {row['peak_rss_during_fit_mb']:.0f} MB during them "
-          f"(process peak {row['peak_rss_mb']:.0f} MB)"
-          + (f", peak GPU {row['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in row else ""))
+    rows = []
+    for precision in args.precision:
+        row = bench(tuple(args.shape), args.frames, args.repeats, args.device,
+                    args.batch_size, args.model, precision)
+        mtt = row.pop("mtt")
+        if rows:
+            ok = np.isfinite(mtt) & np.isfinite(first_mtt)
+            rel = np.abs(mtt[ok] / first_mtt[ok] - 1.0)
+            row["mtt_rel_diff_vs_" + rows[0]["precision"]] = {
+                "median": float(np.median(rel)), "p99": float(np.percentile(rel, 99)),
+                "max": float(rel.max())}
+        else:
+            first_mtt = mtt
+        rows.append(row)
+        print(f"PHAE {precision} {row['voxels']} voxels x {row['frames']} frames on "
+              f"{row['device']} ({row['torch_threads']} threads): median {row['median_s']:.2f} s "
+              f"({row['voxels_per_s']:.0f} voxels/s, {row['brain_s']:.1f} s per 145k-voxel "
+              f"brain), RSS {row['rss_before_fit_mb']:.0f} MB before the fits, peak "
+              f"{row['peak_rss_during_fit_mb']:.0f} MB during them (process peak "
+              f"{row['peak_rss_mb']:.0f} MB)"
+              + (f", peak GPU {row['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in row else ""))
+        for key, val in row.items():
+            if key.startswith("mtt_rel_diff"):
+                print(f"  MTT vs {rows[0]['precision']}: median {val['median']:.4f}, "
+                      f"p99 {val['p99']:.4f}, max {val['max']:.4f}")
     if args.json:
-        args.json.write_text(json.dumps(row, indent=2) + "\n")
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

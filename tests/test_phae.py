@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from perfmap.core import curves  # noqa: E402
-from perfmap.errors import ModelError  # noqa: E402
+from perfmap.errors import ModelError, ParameterError  # noqa: E402
 from perfmap.neural import data, weights  # noqa: E402
 from perfmap.neural.model import (PHAE, Encoder, PhysicsDecoder, causal_convolve,  # noqa: E402
                                   convolution_weights)
@@ -118,6 +118,25 @@ def test_delay_search_finds_shift():
 
 
 # -- preprocessing -------------------------------------------------------------------------
+
+def test_shifted_interpolates_and_holds_the_edges():
+    """Delays of whole and fractional samples, zeros before the start, last value after."""
+    dec = PhysicsDecoder(dict(CFG))                     # dt 1.5 s, delays -3 .. 12 s by 0.5
+    recon = torch.tensor(np.random.default_rng(3).uniform(1, 2, (2, 64)), dtype=torch.float32)
+    out = dec.shifted(recon).numpy()
+    r = recon.numpy()
+    delays = dec.delays.numpy()
+    assert out.shape == (2, delays.size, 64)
+    d = {float(v): i for i, v in enumerate(delays)}
+    np.testing.assert_allclose(out[:, d[0.0]], r, rtol=1e-6)
+    np.testing.assert_allclose(out[:, d[3.0], 2:], r[:, :-2], rtol=1e-6)       # 2 samples
+    np.testing.assert_array_equal(out[:, d[3.0], :2], 0.0)
+    np.testing.assert_allclose(out[:, d[-3.0], :-2], r[:, 2:], rtol=1e-6)
+    np.testing.assert_allclose(out[:, d[-3.0], -2:], r[:, -1:].repeat(2, 1), rtol=1e-6)
+    third = r[:, :-1] / 3 + 2 * r[:, 1:] / 3                                      # 0.5 s = 1/3
+    np.testing.assert_allclose(out[:, d[0.5], 1:], third, rtol=1e-6)
+    np.testing.assert_allclose(out[:, d[0.5], 0], 2 * r[:, 0] / 3, rtol=1e-6)
+
 
 def test_grid_plan_resamples_and_normalises():
     tr = 1.0
@@ -328,6 +347,29 @@ def test_backend_tmax_delay_failed_and_determinism():
 
 
 @needs_shipped
+def test_bfloat16_precision_stays_close_to_float32():
+    """bfloat16 convolutions change MTT by well under the model's own error (2 % at most)."""
+    from perfmap.deconv import get_backend
+
+    rng = np.random.default_rng(11)
+    mtts = np.tile([2.0, 3.0, 4.0, 6.0, 8.0, 12.0], 20)
+    conc, aif, dt = _noise_free_curves("lorentzian", mtts)
+    conc = conc + rng.normal(0.0, conc.max() / 30, conc.shape)
+    ref = get_backend("phae")(device="cpu").fit(conc, aif, dt)
+    half = get_backend("phae")(device="cpu", precision="bfloat16")
+    assert half.params()["precision"] == "bfloat16"
+    low = half.fit(conc, aif, dt)
+    ok = ~ref.failed
+    assert np.array_equal(ok, ~low.failed) and ok.sum() > 100
+    rel = np.abs(low.mtt[ok] / ref.mtt[ok] - 1.0)
+    assert np.median(rel) < 0.005 and rel.max() < 0.03
+    assert np.any(rel > 0)                       # it really ran in another precision
+    np.testing.assert_array_equal(low.mtt, half.fit(conc, aif, dt).mtt)   # deterministic
+    with pytest.raises(ParameterError, match="precision"):
+        get_backend("phae")(device="cpu", precision="float16")
+
+
+@needs_shipped
 def test_compute_cli_method_phae(subject, tmp_path):
     from click.testing import CliRunner
 
@@ -344,6 +386,7 @@ def test_compute_cli_method_phae(subject, tmp_path):
     prov = json.loads((out / f"{stem}_perfmap.json").read_text())
     assert prov["method"] == "phae"
     assert prov["method_params"]["model_sha256"] == weights.sha256(SHIPPED)
+    assert prov["method_params"]["precision"] == "float32"
     cbf, _ = load_3d(out / f"{stem}_cbf.nii.gz")
     mtt, _ = load_3d(out / f"{stem}_mtt.nii.gz")
     cbv, _ = load_3d(out / f"{stem}_cbv.nii.gz")
