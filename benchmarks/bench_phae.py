@@ -127,12 +127,12 @@ def main(argv=None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    rows = []
+    rows, first_mtt = [], None
     for precision in args.precision:
         row = bench(tuple(args.shape), args.frames, args.repeats, args.device,
                     args.batch_size, args.model, precision)
         mtt = row.pop("mtt")
-        if rows:
+        if first_mtt is not None:
             ok = np.isfinite(mtt) & np.isfinite(first_mtt)
             rel = np.abs(mtt[ok] / first_mtt[ok] - 1.0)
             row["mtt_rel_diff_vs_" + rows[0]["precision"]] = {
