@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
+import sysconfig
 from pathlib import Path
 
 from ..errors import ModelError
@@ -123,17 +125,30 @@ def resolve_device(device: str = "auto"):
 
 
 def default_model_path() -> Path:
-    """The shipped weights: ``perfmap/models/`` (package data) or ``<repo>/models/``.
+    """The shipped weights, ``phae_dsc.pt``: the first of these that exists.
 
-    The second location is the source checkout, which an editable install
-    uses. The first existing candidate is returned, else the repository one.
+    1. ``perfmap/models/`` inside the package;
+    2. ``<repo>/models/`` next to the package: a source checkout or an
+       editable install;
+    3. ``<prefix>/share/perfmap/models/``: where a wheel installs them
+       (``[tool.setuptools.data-files]`` in ``pyproject.toml``), for the
+       environment's prefix and the user scheme.
+
+    If none exists the repository path is returned, and loading it gives a
+    ModelError that names it.
     """
     pkg = Path(__file__).resolve().parents[1]
     candidates = [pkg / "models" / MODEL_NAME, pkg.parent / "models" / MODEL_NAME]
+    prefixes = [sysconfig.get_path("data"), sys.prefix]
+    try:
+        prefixes.append(sysconfig.get_path("data", f"{os.name}_user"))
+    except KeyError:  # no user scheme on this platform
+        pass
+    candidates += [Path(p) / "share" / "perfmap" / "models" / MODEL_NAME for p in prefixes if p]
     for path in candidates:
         if path.is_file():
             return path
-    return candidates[-1]
+    return candidates[1]
 
 
 def sha256(path) -> str:
