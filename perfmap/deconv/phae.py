@@ -142,12 +142,13 @@ class PHAE(Backend):
     threads : int, optional
         CPU threads for torch (default: torch's own setting).
     precision : {"float32", "bfloat16"}
-        Arithmetic of the convolutions. ``bfloat16`` (autocast) was 2.5-3x
-        faster on a CPU with native bfloat16 instructions (AVX512-BF16) and
-        changed MTT by 0.2 % in the median and at most 2 % (shipped weights,
-        noisy closed-form curves, ``benchmarks/bench_phae.py``); on CPUs
-        without such instructions it is emulated and slower. The default
-        ``float32`` gives the same result on every CPU.
+        Arithmetic of the convolutions. ``bfloat16`` (autocast) was 1.4-3.4x
+        faster on a 2-core CPU with native bfloat16 instructions (AVX512-BF16;
+        the spread is the shared machine's) and changed MTT by 0.14 % in the
+        median and at most 2 % (shipped weights, noisy closed-form curves,
+        ``benchmarks/bench_phae.py``); on CPUs without such instructions it is
+        emulated and slower. The default ``float32`` gives the same result on
+        every CPU.
     chunk_size, keep_residue
         See :class:`perfmap.deconv.Backend`; the kept residue is the decoded
         ``k(t) = F R(t - Tmax)`` on the acquisition grid.
