@@ -13,6 +13,13 @@ theorem, Stewart 1894 / Meier & Zierler 1954)::
 (1/s). Integrals use the trapezoid rule over the whole kept time series.
 Backends that estimate MTT directly (PHAE) give ``CBF = 60 * CBV / MTT``
 instead (central volume theorem), as in the PHAE paper (its Eq. 3).
+
+A transit time is only defined for a positive volume and flow. Where the
+tissue integral is negative (a single-echo tumour curve with T1 leakage whose
+signal rises above the baseline after the bolus: measured CBV -64 ml/100 g on
+the OSIPI LCB-BNI tumour curve) CBV and CBF are reported as measured, and MTT
+is NaN instead of a negative number; the pipeline counts such voxels in the
+JSON (``voxels.mtt_undefined``).
 """
 
 from __future__ import annotations
@@ -115,4 +122,6 @@ def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float
     }
     # A map value is only reported where the fit succeeded and is finite.
     valid = ~failed & np.isfinite(cbf) & np.isfinite(mtt)
+    # MTT = CBV / CBF needs both positive (module notes); the other maps stay.
+    out["mtt"] = np.where((cbv < 0) | (cbf < 0), np.nan, mtt)
     return {k: np.where(valid, v, np.nan).astype(np.float32) for k, v in out.items()}

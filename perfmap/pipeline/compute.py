@@ -191,6 +191,9 @@ def compute(input_path, *, aif="auto", mask="auto", method: str = "osvd",
 
     invalid_baseline = int(np.count_nonzero(prepared.invalid))
     unfitted = int(np.count_nonzero(~np.isfinite(voxel_maps["cbf"])))
+    # Fitted voxels whose CBV or CBF is negative: MTT undefined (core.maps notes).
+    mtt_undefined = int(np.count_nonzero(np.isfinite(voxel_maps["cbf"])
+                                         & ~np.isfinite(voxel_maps["mtt"])))
     provenance = {
         "perfmap_version": __version__,
         "command": command,
@@ -215,6 +218,7 @@ def compute(input_path, *, aif="auto", mask="auto", method: str = "osvd",
         "voxels": {"brain": int(np.count_nonzero(prepared.brain_mask)),
                    "invalid_baseline": invalid_baseline,
                    "not_fitted": unfitted,
+                   "mtt_undefined": mtt_undefined,
                    "deconvolution_failed": fit.n_failed},
         "deconvolution_info": fit.info,
         "units": maps_mod.MAP_UNITS,
