@@ -47,7 +47,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.cluster.vq import kmeans2
 
 from ..errors import InputDataError, ShapeError
 
@@ -132,6 +131,8 @@ def aif_from_mask(conc, mask) -> AifSelection:
 
 def _kmeans(data, k, rng):
     """k-means++ labels; ``rng`` keyword from SciPy 1.15, ``seed`` before."""
+    from scipy.cluster.vq import kmeans2    # lazy: only the automatic AIF needs it
+
     try:
         return kmeans2(data, k, minit="++", rng=rng)
     except TypeError:

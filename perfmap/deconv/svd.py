@@ -46,7 +46,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-import scipy.linalg
 
 from ..errors import InputDataError, ParameterError
 from . import convmatrix as cm
@@ -156,6 +155,8 @@ class SSVD(_FixedThreshold):
         a = cm.causal_matrix(aif, dt, self.discretisation)
         # gesvd, not the default divide-and-conquer gesdd: on the shared 2-core machine
         # gesdd's threaded BLAS calls stalled for ~0.1 s per call; gesvd takes 0.5 ms
+        import scipy.linalg    # lazy: only sSVD needs it
+
         u, s, vt = scipy.linalg.svd(a, lapack_driver="gesvd")
         if not s[0] > 0:
             raise InputDataError(

@@ -71,15 +71,21 @@ def voxel_curves(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``data[mask]`` (voxels in C order, time last) without a slow strided gather.
 
     NIfTI arrays come from nibabel in Fortran order, where ``data[mask]`` reads
-    each curve with a stride of the whole volume (0.14 s for a 128x128x20x60
-    series); rows of the Fortran-order ``(voxels, T)`` view are gathered
-    instead (0.03 s), then put in C voxel order.
+    each curve with a stride of the whole volume (0.17 s for the 137k brain
+    voxels of a 128x128x20x60 series). Here each frame, contiguous in that
+    order, is compressed to the masked voxels (sequential reads), the
+    ``(frames, voxels)`` result is transposed once and its rows are put in C
+    voxel order: 0.03-0.05 s for the same series.
     """
     if not data.flags.f_contiguous or data.flags.c_contiguous:
         return data[mask]
-    flat = data.reshape(-1, data.shape[-1], order="F")
-    idx = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
-    return flat[idx]
+    mask = np.asarray(mask, bool)
+    in_f_order = mask.ravel(order="F")
+    frames = data.reshape(-1, data.shape[-1], order="F").T          # (T, V), C-contiguous
+    curves = np.ascontiguousarray(np.compress(in_f_order, frames, axis=1).T)
+    # curves holds the voxels in Fortran order; data[mask] lists them in C order.
+    c_order = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
+    return curves[np.searchsorted(np.flatnonzero(in_f_order), c_order)]
 
 
 @contextlib.contextmanager
