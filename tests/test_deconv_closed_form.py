@@ -118,6 +118,21 @@ def test_causal_linear_integrates_piecewise_linear_curves_exactly():
     np.testing.assert_allclose(a @ t, exact, rtol=1e-6, atol=1e-9)
 
 
+def test_pad_length_is_the_smallest_fast_length_of_at_least_2n():
+    def smooth(m):
+        for prime in (2, 3, 5):
+            while m % prime == 0:
+                m //= prime
+        return m == 1
+
+    for n in range(1, 400):
+        length = cm.pad_length(n)
+        assert length >= 2 * n and smooth(length)
+        assert not any(smooth(m) for m in range(2 * n, length))
+    assert [cm.pad_length(n) for n in (58, 59, 60, 61, 161)] == [120, 120, 120, 125, 324]
+    assert cm.circulant_kernel(np.ones(58), 1.0).size == 120
+
+
 def test_circulant_kernel_singular_values_are_fft_magnitudes():
     aif = aif_fn(np.arange(20) * 1.5)
     for disc in cm.DISCRETISATIONS:

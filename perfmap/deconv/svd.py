@@ -11,7 +11,7 @@ are discarded (Ostergaard et al. 1996, MRM 36:715)::
     Lower-triangular (causal) matrix, one threshold for the image (20 % by
     default, Ostergaard 1996). Sensitive to tracer arrival delay.
 ``csvd``
-    Block-circulant matrix on the zero-padded ``2N`` grid (Wu et al. 2003,
+    Block-circulant matrix on the zero-padded ``L >= 2N`` grid (Wu et al. 2003,
     MRM 50:164), one threshold for the image. Delay-insensitive.
 ``osvd``
     The cSVD matrix with a per-voxel threshold: the smallest candidate whose
@@ -241,7 +241,8 @@ class OSVD(Backend):
 
         OI = (1/L) (1/max_t |k|) sum_(j=2)^(L-1) |k_j - 2 k_(j-1) + k_(j-2)|
 
-    is below ``oi_limit`` (``L = 2N`` points of the padded grid). By default
+    is below ``oi_limit`` (``L >= 2N`` points of the padded grid,
+    :func:`perfmap.deconv.convmatrix.pad_length`). By default
     the candidates are searched by bisection, vectorised over the chunk (four
     OI evaluations for 16 candidates instead of up to 16). Bisection assumes
     the OI falls as the threshold rises; it often does not strictly, yet on

@@ -7,8 +7,9 @@ solution damps each component by the filter factor (Hansen 1998, Ch. 4)::
     k_mu = sum_i  phi_i (u_i . c) / s_i  v_i,     phi_i = s_i^2 / (s_i^2 + mu^2)
 
 The matrix is the block-circulant one of oSVD (Wu et al. 2003, MRM 50:164)
-on the zero-padded ``L = 2N`` grid, for the same two reasons: the result does
-not depend on the tracer arrival delay, and the SVD basis is the DFT, so
+on the zero-padded ``L >= 2N`` grid (:func:`~perfmap.deconv.convmatrix.pad_length`), for
+the same two reasons: the result does not depend on the tracer arrival delay,
+and the SVD basis is the DFT, so
 ``u_i . c`` is the real FFT of the padded curve and the filter is a product
 per frequency bin (see :mod:`perfmap.deconv.convmatrix`).
 
