@@ -12,8 +12,9 @@ truth, so these tests check what real data can check exactly or physically:
 * T1 leakage: the single-echo (30 ms) tumour signal rises above its baseline
   after the bolus, so its tissue integral and CBV are negative. The maps keep
   CBV and CBF as measured and leave MTT undefined (NaN, counted in the JSON);
-  the dual-echo combination, which cancels T1 effects (Vonken et al. 1999,
-  MRM 41:343), gives the positive, HGG-like tumour-to-NAWM CBV ratio instead.
+  the dual-echo combination, which cancels T1 effects (Vonken et al., J Magn
+  Reson Imaging 1999;10:109-117), gives the positive, HGG-like tumour-to-NAWM
+  CBV ratio instead.
 """
 
 from __future__ import annotations
