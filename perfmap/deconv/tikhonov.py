@@ -38,8 +38,8 @@ criteria evaluated for every ``mu`` and every voxel of a chunk at once:
     ``mu_2`` falls as ``mu`` rises, so the factor penalises under-smoothing;
     ``gamma = 1`` is GCV. ``gamma = 0.3`` was picked among 0.1-0.5 on
     perfmap's phantoms as a compromise: smaller values smooth more (best at
-    SNR 10, worst at SNR 50), 0.4-0.5 left single outlier voxels at 3-30
-    times the expected CBF.
+    SNR 10, worst at SNR 50), 0.4-0.5 left more single outlier voxels (up to
+    14-30 times the expected CBF; 0.3: one subject's at 7.7 times).
 
 Because ``U`` is square (no residual outside its range) both norms are sums
 over frequency bins::
