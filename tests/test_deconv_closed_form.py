@@ -131,6 +131,8 @@ def test_pad_length_is_the_smallest_fast_length_of_at_least_2n():
         assert not any(smooth(m) for m in range(2 * n, length))
     assert [cm.pad_length(n) for n in (58, 59, 60, 61, 161)] == [120, 120, 120, 125, 324]
     assert cm.circulant_kernel(np.ones(58), 1.0).size == 120
+    with pytest.raises(ValueError, match="at least one frame"):
+        cm.pad_length(0)
 
 
 def test_circulant_kernel_singular_values_are_fft_magnitudes():

@@ -82,6 +82,8 @@ def pad_length(n_frames: int) -> int:
     >>> pad_length(60), pad_length(58), pad_length(59), pad_length(3)
     (120, 120, 120, 6)
     """
+    if int(n_frames) < 1:
+        raise ValueError(f"need at least one frame, got {n_frames}")
     length = 2 * int(n_frames)
     while True:
         rest = length
