@@ -171,3 +171,21 @@ class Backend(ABC):
             if info:
                 return info
         return {}
+
+
+def merge_choice_counts(infos, key: str, grid) -> tuple[list, Optional[float]]:
+    """Sum the per-chunk counts ``info[key]`` of a per-voxel choice over ``grid``.
+
+    Used by the backends that pick one value per voxel from a fixed grid
+    (oSVD thresholds, Tikhonov weights). Returns the summed counts and the
+    median chosen grid value (None when no voxel was fitted).
+    """
+    grid = np.asarray(grid)
+    counts = np.zeros(grid.size, np.int64)
+    for _, info in infos:
+        counts += np.asarray(info.get(key, 0), np.int64)
+    total = int(counts.sum())
+    median = None
+    if total:
+        median = float(grid[np.searchsorted(np.cumsum(counts), (total + 1) / 2)])
+    return counts.tolist(), median

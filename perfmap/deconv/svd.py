@@ -49,7 +49,7 @@ import scipy.fft as sfft
 
 from ..errors import InputDataError, ParameterError
 from . import convmatrix as cm
-from .base import Backend, DeconvFit
+from .base import Backend, DeconvFit, merge_choice_counts
 from .registry import register
 
 #: Default candidate thresholds of oSVD (fractions of the largest singular value).
@@ -393,12 +393,6 @@ class OSVD(Backend):
                          info={"threshold_counts": counts.tolist()})
 
     def merge_info(self, infos):
-        counts = np.zeros(self.thresholds.size, np.int64)
-        for _, info in infos:
-            counts += np.asarray(info.get("threshold_counts", 0), np.int64)
-        total = int(counts.sum())
-        median = None
-        if total:
-            median = float(self.thresholds[np.searchsorted(np.cumsum(counts), (total + 1) / 2)])
-        return {"thresholds": self.thresholds.tolist(), "threshold_counts": counts.tolist(),
+        counts, median = merge_choice_counts(infos, "threshold_counts", self.thresholds)
+        return {"thresholds": self.thresholds.tolist(), "threshold_counts": counts,
                 "threshold_median": median}

@@ -98,7 +98,7 @@ import scipy.fft as sfft
 
 from ..errors import ParameterError
 from . import convmatrix as cm
-from .base import Backend, DeconvFit
+from .base import Backend, DeconvFit, merge_choice_counts
 from .registry import register
 
 #: Criteria for the per-voxel regularisation weight.
@@ -262,12 +262,5 @@ class Tikhonov(Backend):
         return np.argmax(kappa, axis=1) + 1
 
     def merge_info(self, infos):
-        counts = np.zeros(self.n_mu, np.int64)
-        for _, info in infos:
-            counts += np.asarray(info.get("mu_counts", 0), np.int64)
-        total = int(counts.sum())
-        median = None
-        if total:
-            median = float(self.mu_grid[np.searchsorted(np.cumsum(counts), (total + 1) / 2)])
-        return {"mu_grid": self.mu_grid.tolist(), "mu_counts": counts.tolist(),
-                "mu_median": median}
+        counts, median = merge_choice_counts(infos, "mu_counts", self.mu_grid)
+        return {"mu_grid": self.mu_grid.tolist(), "mu_counts": counts, "mu_median": median}
