@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -111,6 +112,20 @@ def test_help_does_not_import_torch():
             "r = CliRunner().invoke(cli, ['compute', '--help']); assert r.exit_code == 0, r.output; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("method", ["osvd", "tikhonov"])
+def test_matrix_backends_import_neither_torch_nor_scipy_fft(subject, tmp_path, method):
+    """Start-up cost: torch is for PHAE only, and scipy.fft (about 0.2 s to import)
+    is not needed by the FFT-based backends (perfmap.deconv.convmatrix.real_dft_matrix)."""
+    args = ["compute", subject["input"], "--aif", subject["aif"], "--mask", subject["mask"],
+            "--method", method, "--out-dir", str(tmp_path / method), "-q"]
+    code = ("import sys; from click.testing import CliRunner; from perfmap.cli.main import cli; "
+            f"r = CliRunner().invoke(cli, {args!r}); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'scipy.fft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
+    assert (tmp_path / method / (Path(subject["input"]).name[:-7] + "_cbf.nii.gz")).is_file()
 
 
 def test_unknown_method_lists_choices(subject):

@@ -150,6 +150,17 @@ def test_circulant_kernel_singular_values_are_fft_magnitudes():
         cm.circulant_kernel(aif, 1.5, "simpson")
 
 
+@pytest.mark.parametrize("n_frames,length", [(58, 120), (59, 125), (7, 16), (1, 2), (5, 5)])
+def test_real_dft_matrix_is_the_real_fft_of_the_padded_rows(n_frames, length):
+    x = np.random.default_rng(n_frames).normal(size=(40, n_frames)).astype(np.float32)
+    spec = cm.rfft_rows(x, cm.real_dft_matrix(n_frames, length))
+    assert spec.dtype == np.complex64 and spec.shape == (40, length // 2 + 1)
+    ref = np.fft.rfft(x.astype(np.float64), n=length, axis=1)
+    np.testing.assert_allclose(spec, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="n_frames"):
+        cm.real_dft_matrix(length + 1, length)
+
+
 def test_oscillation_index_definition():
     L = 40
     assert cm.oscillation_index(np.ones((1, L)))[0] == 0.0

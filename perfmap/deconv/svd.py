@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft as sfft
 
 from ..errors import InputDataError, ParameterError
 from . import convmatrix as cm
@@ -227,6 +226,7 @@ def default_threads() -> int:
 class _OSVDState:
     inv_eig: np.ndarray      # (L//2 + 1,) complex64: 1 / FFT(b), 0 where that would overflow
     last_kept: np.ndarray    # (L//2 + 1,) int16: largest candidate index that keeps the bin
+    dft: np.ndarray          # (N, L + 2) float32: the real DFT as a matrix (cm.real_dft_matrix)
     length: int
     dt: float
     n_frames: int
@@ -318,12 +318,13 @@ class OSVD(Backend):
         inv = np.where(usable, 1.0 / np.where(usable, eig, 1.0), 0.0)
         # bin f survives candidate p iff s_f >= thresholds[p] * s_max
         last = np.searchsorted(self.thresholds * s.max(), s, side="right") - 1
-        return _OSVDState(inv.astype(np.complex64), last.astype(np.int16), b.size, dt, n_frames)
+        return _OSVDState(inv.astype(np.complex64), last.astype(np.int16),
+                          cm.real_dft_matrix(n_frames, b.size), b.size, dt, n_frames)
 
     def _residues(self, spec_t: np.ndarray, choice: np.ndarray, st: _OSVDState) -> np.ndarray:
         """Residues ``(L, m)`` float32 (time first) for each voxel's candidate index."""
         keep = st.last_kept[:, None] >= choice[None, :].astype(np.int16)
-        return sfft.irfft(spec_t * keep, n=st.length, axis=0, workers=1)
+        return np.fft.irfft(spec_t * keep, n=st.length, axis=0)
 
     def _meets_limit(self, k_t: np.ndarray) -> np.ndarray:
         """``OI < oi_limit`` for each column of ``k_t`` ``(L, m)`` (Wu 2003).
@@ -367,14 +368,14 @@ class OSVD(Backend):
 
     def _solve(self, conc: np.ndarray, st: _OSVDState):
         """Deconvolve a block ``(m, N)``: returns flow, tmax, candidate index, residue or None."""
-        spec = sfft.rfft(np.asarray(conc, np.float32), n=st.length, axis=1, workers=1)
+        spec = cm.rfft_rows(conc, st.dft)
         # a new C-ordered (N+1, m) array: spec itself stays intact for the final pass
         spec_t = np.multiply(spec.T, st.inv_eig[:, None], order="C")
         lo = self._search(spec_t, st) if self.search == "bisect" else self._scan(spec_t, st)
         # final residues with voxels in rows: argmax along the last axis is faster
         spec *= st.inv_eig
         spec *= st.last_kept[None, :] >= lo[:, None].astype(np.int16)
-        k = sfft.irfft(spec, n=st.length, axis=1, workers=1)
+        k = np.fft.irfft(spec, n=st.length, axis=1)
         flow, tmax = cm.peak_of_residue(k, st.dt, st.n_frames, circular=True)
         return flow, tmax, lo, (k[:, :st.n_frames] if self.keep_residue else None)
 

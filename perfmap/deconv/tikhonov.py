@@ -94,7 +94,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft as sfft
 
 from ..errors import ParameterError
 from . import convmatrix as cm
@@ -111,6 +110,7 @@ class _TikState:
     tables: np.ndarray      # (N+1, 2 n_mu) float32: resid, then w_f phi_f^2 / |B_f|^2
     gcv_den: np.ndarray     # (n_mu,) float32: (L - sum_f w_f phi_f)^2, / the RGCV factor
     filters: np.ndarray     # (n_mu, N+1) complex64: phi_f / FFT(b)_f
+    dft: np.ndarray         # (N, L + 2) float32: the real DFT as a matrix (cm.real_dft_matrix)
     length: int
     dt: float
     n_frames: int
@@ -212,14 +212,15 @@ class Tikhonov(Backend):
         return _TikState(resid.astype(np.float32),
                          np.concatenate([resid, norm], axis=1).astype(np.float32),
                          gcv_den.astype(np.float32),
-                         np.ascontiguousarray(filters, np.complex64), length, dt, n_frames)
+                         np.ascontiguousarray(filters, np.complex64),
+                         cm.real_dft_matrix(n_frames, length), length, dt, n_frames)
 
     def _solve(self, conc: np.ndarray, st: _TikState):
-        spec = sfft.rfft(np.asarray(conc, np.float32), n=st.length, axis=1)
+        spec = cm.rfft_rows(conc, st.dft)
         power = spec.real ** 2 + spec.imag ** 2
         choice = self._choose(power, st)
         spec *= st.filters[choice]
-        k = sfft.irfft(spec, n=st.length, axis=1)
+        k = np.fft.irfft(spec, n=st.length, axis=1)
         flow, tmax = cm.peak_of_residue(k, st.dt, st.n_frames, circular=True)
         return flow, tmax, choice, (k[:, :st.n_frames] if self.keep_residue else None)
 
