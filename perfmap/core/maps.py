@@ -40,10 +40,26 @@ MAP_UNITS = {
 }
 
 
+def _float_curves(x) -> np.ndarray:
+    """Curves as float32 or float64 (kept as given: no float64 copy of a whole brain)."""
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
+
+
 def _integral(x: np.ndarray, dt: float, times=None) -> np.ndarray:
-    if times is not None:
-        return np.trapezoid(x, np.asarray(times, dtype=np.float64), axis=-1)
-    return np.trapezoid(x, dx=dt, axis=-1)
+    """Trapezoid-rule integral along the last axis, as a product with the rule's weights.
+
+    Same values as :func:`numpy.trapezoid` (to rounding), without its float64
+    copies of the ``(n, T)`` curves; the product runs in the curves' own
+    precision.
+    """
+    x = _float_curves(x)
+    n = x.shape[-1]
+    h = np.diff(np.asarray(times, np.float64)) if times is not None else np.full(n - 1, float(dt))
+    w = np.zeros(n)
+    w[:-1] += 0.5 * h
+    w[1:] += 0.5 * h
+    return np.asarray(x @ w.astype(x.dtype), dtype=np.float64)
 
 
 def cbv_from_curves(conc, aif, dt: float, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
@@ -68,7 +84,7 @@ def cbv_from_curves(conc, aif, dt: float, kh: float = DEFAULT_KH, rho: float = D
     >>> float(cbv_from_curves(0.04 * aif[None], aif, 1.0, kh=1, rho=1)[0])
     4.0
     """
-    conc = np.asarray(conc, dtype=np.float64)
+    conc = _float_curves(conc)
     aif = np.asarray(aif, dtype=np.float64)
     ia = _integral(aif, dt, times)
     if not ia > 0:
@@ -99,7 +115,7 @@ def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float
     dict
         ``{"cbf", "cbv", "mtt", "tmax", "ttp"}`` -> ndarray (n,) float32.
     """
-    conc = np.asarray(conc, dtype=np.float64)
+    conc = _float_curves(conc)
     n, T = conc.shape
     if times is None:
         times = np.arange(T) * dt
