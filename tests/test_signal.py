@@ -26,3 +26,29 @@ def test_voxel_curves_from_a_fortran_view_does_not_touch_the_input():
     mask[1, 2, 0] = mask[0, 0, 3] = mask[1, 0, 1] = True
     np.testing.assert_array_equal(voxel_curves(data, mask), data[mask])
     np.testing.assert_array_equal(data, before)
+
+
+def test_prepared_signal_keeps_rows_and_builds_the_grid_on_request():
+    """brain_conc, the extra (AIF) voxels and conc4d() all show the same curves."""
+    from perfmap.core.phantom import make_phantom
+    from perfmap.io.volume import Volume4D
+    from perfmap.pipeline.signal import prepare_signal, select_aif
+
+    ph = make_phantom(shape=(24, 24, 4), snr=50.0, seed=2)
+    vol = Volume4D(data=ph.signal.astype(np.float32), affine=np.eye(4),
+                   frame_times=np.arange(ph.signal.shape[-1]) * ph.tr, tr=ph.tr, te=ph.te,
+                   source="phantom")
+    brain = ph.masks["brain"].copy()
+    aif = ph.masks["aif"]
+    brain[aif] = False                                  # arteries outside the brain mask
+    prep = prepare_signal(vol, brain_mask=brain, extra_mask=aif)
+    grid = prep.conc4d()
+    assert grid.shape == brain.shape + (prep.conc.shape[1],) and grid.dtype == np.float32
+    np.testing.assert_array_equal(grid[brain], prep.brain_conc)
+    np.testing.assert_array_equal(grid[aif], prep.curves_in(aif))
+    assert np.isnan(grid[~(brain | aif)]).all()
+    sel = select_aif(prep, aif_mask=aif)
+    np.testing.assert_allclose(sel.curve, grid[aif].astype(np.float64).mean(axis=0), rtol=1e-6)
+    np.testing.assert_array_equal(sel.indices, np.argwhere(aif))
+    with pytest.raises(ValueError, match="not prepared"):
+        prep.curves_in(np.ones_like(brain))

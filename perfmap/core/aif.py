@@ -116,10 +116,29 @@ def aif_from_mask(conc, mask) -> AifSelection:
     [0.0, 3.0, 1.0]
     """
     conc, mask = _check_4d(conc, mask, "AIF mask")
-    idx = np.argwhere(mask)
+    return aif_from_curves(conc[mask], np.argwhere(mask))
+
+
+def aif_from_curves(curves, indices) -> AifSelection:
+    """Mean of the arterial voxels' curves: :func:`aif_from_mask` on curves already gathered.
+
+    Parameters
+    ----------
+    curves : ndarray, shape (k, T)
+        Concentration curves of the mask's voxels; rows holding NaN/Inf are left out.
+    indices : ndarray, shape (k, 3), int
+        Their voxel indices, row for row.
+
+    Returns
+    -------
+    AifSelection
+    """
+    curves = np.asarray(curves)
+    idx = np.asarray(indices)
+    if len(idx) != len(curves):
+        raise ValueError(f"{len(curves)} curves but {len(idx)} voxel indices")
     if idx.size == 0:
         raise InputDataError("the AIF mask is empty")
-    curves = conc[mask]
     ok = np.all(np.isfinite(curves), axis=1)
     if not ok.any():
         raise InputDataError(f"the AIF mask has no usable voxel: all {len(idx)} curves contain "

@@ -20,14 +20,15 @@ class PreparedSignal:
     """Concentration curves of one series on a uniform time grid.
 
     ``brain_conc`` holds the brain voxels (rows in C order of ``brain_mask``),
-    from the first steady-state frame on; ``conc4d`` holds the same values
-    (plus any extra voxels, e.g. an AIF mask outside the brain) on the grid,
-    NaN elsewhere, for AIF selection.
+    from the first steady-state frame on; ``conc`` the same for ``voxels``, the
+    brain plus any extra voxels (e.g. an AIF mask outside the brain).
+    :meth:`conc4d` puts them on the grid when a step needs the whole volume.
     """
 
     brain_mask: np.ndarray
     brain_conc: np.ndarray
-    conc4d: np.ndarray
+    voxels: np.ndarray
+    conc: np.ndarray
     invalid: np.ndarray
     times: np.ndarray
     dt: float
@@ -35,6 +36,23 @@ class PreparedSignal:
     baseline_info: dict
     timing_info: dict
     resample: Callable[[np.ndarray], np.ndarray]
+
+    def conc4d(self) -> np.ndarray:
+        """Concentration on the grid ``(X, Y, Z, T)`` float32, NaN outside ``voxels``.
+
+        Built on request only (the automatic AIF): for a 128x128x20 series with
+        60 frames it is 76 MB of fresh memory.
+        """
+        out = np.full(self.voxels.shape + (self.conc.shape[1],), np.nan, np.float32)
+        out[self.voxels] = self.conc
+        return out
+
+    def curves_in(self, mask: np.ndarray) -> np.ndarray:
+        """Rows of :attr:`conc` for the voxels of ``mask`` (C order), which must lie in
+        :attr:`voxels`."""
+        if np.any(mask & ~self.voxels):
+            raise ValueError("the mask has voxels whose curves were not prepared")
+        return self.conc[mask[self.voxels]]
 
 
 def _uniform_grid(volume: Volume4D):
@@ -133,12 +151,10 @@ def _prepare(volume, brain_mask, extra_mask, baseline_frames, n_skip) -> Prepare
                              "brain voxel")
     start = int(window.start)
     conc = conc[:, start:]
-    conc4d = np.full(volume.spatial_shape + (conc.shape[1],), np.nan, np.float32)
-    conc4d[voxels] = conc
-    brain_conc = conc4d[brain_mask]
+    brain_conc = conc[in_brain]
     baseline_info = {"start": start, "stop": int(window.stop), "arrival": int(window.arrival),
                      "method": window.method, "skipped_frames": start}
-    return PreparedSignal(brain_mask=brain_mask, brain_conc=brain_conc, conc4d=conc4d,
+    return PreparedSignal(brain_mask=brain_mask, brain_conc=brain_conc, voxels=voxels, conc=conc,
                           invalid=invalid[in_brain], times=times[start:],
                           dt=dt, start=start, baseline_info=baseline_info,
                           timing_info=timing_info, resample=resample)
@@ -153,10 +169,10 @@ def select_aif(prepared: PreparedSignal, aif_mask=None, aif_curve=None,
                                          indices=np.zeros((0, 3), int),
                                          method=f"curve {aif_source}", params={})
     elif aif_mask is not None:
-        selection = aif_mod.aif_from_mask(prepared.conc4d, aif_mask)
+        selection = aif_mod.aif_from_curves(prepared.curves_in(aif_mask), np.argwhere(aif_mask))
         selection.method = f"mask {aif_source}"
     else:
-        selection = aif_mod.auto_aif(prepared.conc4d, prepared.brain_mask, prepared.dt)
+        selection = aif_mod.auto_aif(prepared.conc4d(), prepared.brain_mask, prepared.dt)
     if not np.all(np.isfinite(selection.curve)) or np.max(selection.curve) <= 0:
         raise InputDataError(f"{aif_source}: the AIF has no positive concentration; "
                              "check the arterial mask or curve")
