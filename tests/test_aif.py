@@ -106,3 +106,19 @@ def test_auto_aif_bad_inputs(snr50):
         auto_aif(conc[..., 0], brain, ph.tr)
     with pytest.raises(InputDataError, match="finite"):
         auto_aif(np.full_like(conc, np.nan), brain, ph.tr)
+
+
+def test_auto_aif_on_gathered_rows_matches_the_volume_and_any_float_type(snr50):
+    """The pipeline passes the brain's rows (float32) instead of a 4D grid: same voxels."""
+    from perfmap.core.aif import auto_aif_from_curves
+
+    ph, conc, brain, aif = snr50
+    ref = auto_aif(conc, brain, ph.tr)
+    rows = conc[brain]
+    for dtype in (np.float64, np.float32):
+        sel = auto_aif_from_curves(rows.astype(dtype), np.argwhere(brain), ph.tr)
+        np.testing.assert_array_equal(sel.indices, ref.indices)
+        np.testing.assert_allclose(sel.curve, ref.curve, rtol=1e-6)
+        assert sel.params["counts"] == ref.params["counts"]
+    with pytest.raises(ValueError, match="indices"):
+        auto_aif_from_curves(rows, np.argwhere(brain)[:-1], ph.tr)

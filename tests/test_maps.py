@@ -13,14 +13,14 @@ from perfmap.deconv import DeconvFit
 def test_integral_is_the_trapezoid_rule(dtype, rtol):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 3, (500, 47)).astype(dtype)
-    np.testing.assert_allclose(maps._integral(x, 1.3), np.trapezoid(x.astype(np.float64), dx=1.3,
+    np.testing.assert_allclose(maps.trapezoid_integral(x, 1.3), np.trapezoid(x.astype(np.float64), dx=1.3,
                                                                     axis=-1), rtol=rtol)
     times = np.cumsum(rng.uniform(0.5, 2.0, 47))
-    np.testing.assert_allclose(maps._integral(x, 1.0, times),
+    np.testing.assert_allclose(maps.trapezoid_integral(x, 1.0, times),
                                np.trapezoid(x.astype(np.float64), times, axis=-1), rtol=rtol)
-    assert maps._integral(x, 1.3).dtype == np.float64
-    assert maps._integral(np.ones((2, 1)), 1.0).tolist() == [0.0, 0.0]   # one frame: no area
-    np.testing.assert_allclose(maps._integral(np.arange(5), 0.5), 0.5 * 8.0)  # ints promoted
+    assert maps.trapezoid_integral(x, 1.3).dtype == np.float64
+    assert maps.trapezoid_integral(np.ones((2, 1)), 1.0).tolist() == [0.0, 0.0]   # one frame: no area
+    np.testing.assert_allclose(maps.trapezoid_integral(np.arange(5), 0.5), 0.5 * 8.0)  # ints promoted
 
 
 def test_cbv_and_maps_from_a_known_residue():

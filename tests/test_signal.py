@@ -28,8 +28,8 @@ def test_voxel_curves_from_a_fortran_view_does_not_touch_the_input():
     np.testing.assert_array_equal(data, before)
 
 
-def test_prepared_signal_keeps_rows_and_builds_the_grid_on_request():
-    """brain_conc, the extra (AIF) voxels and conc4d() all show the same curves."""
+def test_prepared_signal_rows_follow_the_masks():
+    """brain_conc and the extra (AIF) voxels are the rows of conc for their masks."""
     from perfmap.core.phantom import make_phantom
     from perfmap.io.volume import Volume4D
     from perfmap.pipeline.signal import prepare_signal, select_aif
@@ -42,11 +42,11 @@ def test_prepared_signal_keeps_rows_and_builds_the_grid_on_request():
     aif = ph.masks["aif"]
     brain[aif] = False                                  # arteries outside the brain mask
     prep = prepare_signal(vol, brain_mask=brain, extra_mask=aif)
-    grid = prep.conc4d()
-    assert grid.shape == brain.shape + (prep.conc.shape[1],) and grid.dtype == np.float32
+    np.testing.assert_array_equal(prep.voxels, brain | aif)
+    grid = np.full(brain.shape + (prep.conc.shape[1],), np.nan, np.float32)
+    grid[prep.voxels] = prep.conc
     np.testing.assert_array_equal(grid[brain], prep.brain_conc)
     np.testing.assert_array_equal(grid[aif], prep.curves_in(aif))
-    assert np.isnan(grid[~(brain | aif)]).all()
     sel = select_aif(prep, aif_mask=aif)
     np.testing.assert_allclose(sel.curve, grid[aif].astype(np.float64).mean(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(sel.indices, np.argwhere(aif))

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputDataError, ShapeError
+from .maps import trapezoid_integral
 
 
 @dataclass
@@ -204,10 +205,39 @@ def auto_aif(conc, brain_mask, dt: float, n_voxels: int = 10, seed: int = 0,
         curve.
     """
     conc, mask = _check_4d(conc, brain_mask, "brain mask")
+    return auto_aif_from_curves(conc[mask], np.argwhere(mask), dt, n_voxels=n_voxels, seed=seed,
+                                auc_fraction=auc_fraction,
+                                roughness_fraction=roughness_fraction, n_clusters=n_clusters,
+                                max_rounds=max_rounds, min_peak_ratio=min_peak_ratio)
+
+
+def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: int = 0,
+                         auc_fraction: float = 0.10, roughness_fraction: float = 0.25,
+                         n_clusters: int = 5, max_rounds: int = 10,
+                         min_peak_ratio: float = 3.0) -> AifSelection:
+    """:func:`auto_aif` on the brain's curves already gathered as rows.
+
+    Parameters
+    ----------
+    curves : ndarray, shape (n, T)
+        Concentration curves of the brain voxels (float32 or float64; NaN rows
+        are ignored).
+    indices : ndarray, shape (n, 3), int
+        Their voxel indices, row for row.
+    dt, n_voxels, seed, auc_fraction, roughness_fraction, n_clusters, max_rounds, min_peak_ratio
+        As for :func:`auto_aif`.
+
+    Returns
+    -------
+    AifSelection
+    """
+    curves = np.asarray(curves)
+    idx_all = np.asarray(indices)
+    if curves.ndim != 2 or len(idx_all) != len(curves):
+        raise ValueError(f"need (n, T) curves and n indices, got {curves.shape} and "
+                         f"{len(idx_all)}")
     if not (np.isfinite(dt) and dt > 0):
         raise InputDataError(f"the frame interval must be positive, got {dt}")
-    idx_all = np.argwhere(mask)
-    curves = conc[mask].astype(np.float64)
     T = curves.shape[1]
     t = np.arange(T) * dt
     finite = np.all(np.isfinite(curves), axis=1)
@@ -219,17 +249,17 @@ def auto_aif(conc, brain_mask, dt: float, n_voxels: int = 10, seed: int = 0,
     if not finite.any():
         raise InputDataError("no automatic AIF: no brain voxel has a finite concentration curve")
     curves, idx = curves[finite], idx_all[finite]
-    brain_peak = float(np.max(curves.mean(axis=0)))
+    brain_peak = float(np.max(curves.mean(axis=0, dtype=np.float64)))
 
-    # 1. largest areas
-    auc = np.trapezoid(curves, t, axis=1)
+    # 1. largest areas (in the curves' precision; the few kept become float64)
+    auc = trapezoid_integral(curves, dt)
     positive = auc > 0
     if positive.sum() < n_clusters:
         raise InputDataError("no automatic AIF: fewer than "
                              f"{n_clusters} brain voxels have a positive concentration area")
     cut = np.quantile(auc[positive], 1.0 - auc_fraction)
     keep = positive & (auc >= cut)
-    curves, idx, auc = curves[keep], idx[keep], auc[keep]
+    curves, idx, auc = curves[keep].astype(np.float64), idx[keep], auc[keep]
     params["counts"]["auc"] = int(keep.sum())
 
     # 2. irregularity of the area-normalised curves

@@ -46,12 +46,24 @@ def _float_curves(x) -> np.ndarray:
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 
-def _integral(x: np.ndarray, dt: float, times=None) -> np.ndarray:
+def trapezoid_integral(x, dt: float, times=None) -> np.ndarray:
     """Trapezoid-rule integral along the last axis, as a product with the rule's weights.
 
     Same values as :func:`numpy.trapezoid` (to rounding), without its float64
     copies of the ``(n, T)`` curves; the product runs in the curves' own
-    precision.
+    precision (float32 or float64; other types are promoted to float64).
+
+    Parameters
+    ----------
+    x : array_like, shape (..., T)
+    dt : float
+        Sampling interval (s); ignored when ``times`` is given.
+    times : array_like, shape (T,), optional
+        Sample times (s).
+
+    Returns
+    -------
+    ndarray, shape (...,), float64
     """
     x = _float_curves(x)
     n = x.shape[-1]
@@ -86,10 +98,10 @@ def cbv_from_curves(conc, aif, dt: float, kh: float = DEFAULT_KH, rho: float = D
     """
     conc = _float_curves(conc)
     aif = np.asarray(aif, dtype=np.float64)
-    ia = _integral(aif, dt, times)
+    ia = trapezoid_integral(aif, dt, times)
     if not ia > 0:
         raise ValueError("the AIF integral is not positive")
-    return (kh / rho) * 100.0 * _integral(conc, dt, times) / ia
+    return (kh / rho) * 100.0 * trapezoid_integral(conc, dt, times) / ia
 
 
 def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,

@@ -21,8 +21,9 @@ class PreparedSignal:
 
     ``brain_conc`` holds the brain voxels (rows in C order of ``brain_mask``),
     from the first steady-state frame on; ``conc`` the same for ``voxels``, the
-    brain plus any extra voxels (e.g. an AIF mask outside the brain).
-    :meth:`conc4d` puts them on the grid when a step needs the whole volume.
+    brain plus any extra voxels (e.g. an AIF mask outside the brain). No 4D
+    concentration array is made: for a 128x128x20 series with 60 frames it
+    would be 76 MB of fresh memory that no step needs.
     """
 
     brain_mask: np.ndarray
@@ -36,16 +37,6 @@ class PreparedSignal:
     baseline_info: dict
     timing_info: dict
     resample: Callable[[np.ndarray], np.ndarray]
-
-    def conc4d(self) -> np.ndarray:
-        """Concentration on the grid ``(X, Y, Z, T)`` float32, NaN outside ``voxels``.
-
-        Built on request only (the automatic AIF): for a 128x128x20 series with
-        60 frames it is 76 MB of fresh memory.
-        """
-        out = np.full(self.voxels.shape + (self.conc.shape[1],), np.nan, np.float32)
-        out[self.voxels] = self.conc
-        return out
 
     def curves_in(self, mask: np.ndarray) -> np.ndarray:
         """Rows of :attr:`conc` for the voxels of ``mask`` (C order), which must lie in
@@ -172,7 +163,8 @@ def select_aif(prepared: PreparedSignal, aif_mask=None, aif_curve=None,
         selection = aif_mod.aif_from_curves(prepared.curves_in(aif_mask), np.argwhere(aif_mask))
         selection.method = f"mask {aif_source}"
     else:
-        selection = aif_mod.auto_aif(prepared.conc4d(), prepared.brain_mask, prepared.dt)
+        selection = aif_mod.auto_aif_from_curves(prepared.brain_conc,
+                                                 np.argwhere(prepared.brain_mask), prepared.dt)
     if not np.all(np.isfinite(selection.curve)) or np.max(selection.curve) <= 0:
         raise InputDataError(f"{aif_source}: the AIF has no positive concentration; "
                              "check the arterial mask or curve")
