@@ -164,11 +164,8 @@ def _first_moment(curves, t):
     return np.trapezoid(curves * t, t, axis=-1) / area
 
 
-def auto_aif(conc, brain_mask, dt: float, n_voxels: int = 10, seed: int = 0,
-             auc_fraction: float = 0.10, roughness_fraction: float = 0.25,
-             n_clusters: int = 5, max_rounds: int = 10,
-             min_peak_ratio: float = 3.0) -> AifSelection:
-    """Automatic AIF by cluster analysis (Mouridsen et al. 2006).
+def auto_aif(conc, brain_mask, dt: float, **options) -> AifSelection:
+    """Automatic AIF by cluster analysis (Mouridsen et al. 2006) in a 4D volume.
 
     Parameters
     ----------
@@ -176,6 +173,38 @@ def auto_aif(conc, brain_mask, dt: float, n_voxels: int = 10, seed: int = 0,
         Concentration curves (NaN rows are ignored).
     brain_mask : ndarray of bool, shape (X, Y, Z)
         Voxels to search.
+    dt : float
+        Frame interval (s).
+    **options
+        Parameters of :func:`auto_aif_from_curves` (``n_voxels``, ``seed``, ...).
+
+    Returns
+    -------
+    AifSelection
+
+    Raises
+    ------
+    ShapeError, InputDataError
+        Mask on another grid; no finite brain curve, too few candidates, or
+        no plausible arterial curve.
+    """
+    conc, mask = _check_4d(conc, brain_mask, "brain mask")
+    return auto_aif_from_curves(conc[mask], np.argwhere(mask), dt, **options)
+
+
+def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: int = 0,
+                         auc_fraction: float = 0.10, roughness_fraction: float = 0.25,
+                         n_clusters: int = 5, max_rounds: int = 10,
+                         min_peak_ratio: float = 3.0) -> AifSelection:
+    """Automatic AIF by cluster analysis (Mouridsen et al. 2006) of the brain's curves.
+
+    Parameters
+    ----------
+    curves : ndarray, shape (n, T)
+        Concentration curves of the brain voxels (float32 or float64; NaN rows
+        are ignored).
+    indices : ndarray, shape (n, 3), int
+        Their voxel indices, row for row.
     dt : float
         Frame interval (s).
     n_voxels : int
@@ -200,36 +229,9 @@ def auto_aif(conc, brain_mask, dt: float, n_voxels: int = 10, seed: int = 0,
 
     Raises
     ------
-    ShapeError, InputDataError
+    InputDataError
         No finite brain curve, too few candidates, or no plausible arterial
         curve.
-    """
-    conc, mask = _check_4d(conc, brain_mask, "brain mask")
-    return auto_aif_from_curves(conc[mask], np.argwhere(mask), dt, n_voxels=n_voxels, seed=seed,
-                                auc_fraction=auc_fraction,
-                                roughness_fraction=roughness_fraction, n_clusters=n_clusters,
-                                max_rounds=max_rounds, min_peak_ratio=min_peak_ratio)
-
-
-def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: int = 0,
-                         auc_fraction: float = 0.10, roughness_fraction: float = 0.25,
-                         n_clusters: int = 5, max_rounds: int = 10,
-                         min_peak_ratio: float = 3.0) -> AifSelection:
-    """:func:`auto_aif` on the brain's curves already gathered as rows.
-
-    Parameters
-    ----------
-    curves : ndarray, shape (n, T)
-        Concentration curves of the brain voxels (float32 or float64; NaN rows
-        are ignored).
-    indices : ndarray, shape (n, 3), int
-        Their voxel indices, row for row.
-    dt, n_voxels, seed, auc_fraction, roughness_fraction, n_clusters, max_rounds, min_peak_ratio
-        As for :func:`auto_aif`.
-
-    Returns
-    -------
-    AifSelection
     """
     curves = np.asarray(curves)
     idx_all = np.asarray(indices)
