@@ -6,11 +6,14 @@ exact count is printed), then for every backend reports
 * deconvolution seconds (median of ``--repeats`` runs of ``Backend.fit`` on all
   brain voxels) and voxels per second;
 * end-to-end seconds of ``perfmap compute`` in a fresh process (median), and
-  that process's peak resident memory (from ``wait4`` rusage).
+  that process's peak resident memory (from ``wait4`` rusage), with the
+  simulated brain and arterial masks given; with ``--auto`` also of the
+  default run (``--mask auto --aif auto``).
 
 Usage::
 
     python benchmarks/bench.py [--repeats 5] [--methods osvd,tikhonov,csvd,ssvd] [--shape 128x128x20]
+                               [--auto]
 
 These machines are shared and noisy: compare methods within one run and quote
 medians.
@@ -56,6 +59,8 @@ def main(argv=None):
     parser.add_argument("--shape", default="128x128x20")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--no-e2e", action="store_true", help="skip end-to-end runs")
+    parser.add_argument("--auto", action="store_true",
+                        help="also time the default run (--mask auto --aif auto) end to end")
     args = parser.parse_args(argv)
     shape = tuple(int(v) for v in args.shape.split("x"))
     methods = [m for m in args.methods.split(",") if m]
@@ -90,25 +95,36 @@ def main(argv=None):
             backend.fit(prepared.brain_conc[:2048], curve, prepared.dt)  # warm-up
             med, _ = _median_time(lambda: backend.fit(prepared.brain_conc, curve, prepared.dt),
                                   args.repeats)
-            e2e = mem = float("nan")
+            e2e = mem = auto = float("nan")
             if not args.no_e2e:
-                walls, mems = [], []
-                for i in range(args.repeats):
-                    out = tmp / f"out_{method}_{i}"
-                    cmd = [sys.executable, "-m", "perfmap", "compute", inp, "--aif", aif,
-                           "--mask", mask, "--method", method, "--out-dir", str(out), "-q"]
-                    wall, peak, code = _run_child(cmd)
-                    if code != 0:
-                        raise SystemExit(f"perfmap compute failed for {method}")
-                    walls.append(wall)
-                    mems.append(peak)
-                e2e, mem = statistics.median(walls), max(mems)
-            rows.append((method, med, n / med, e2e, mem))
+                given = ["--aif", aif, "--mask", mask]
+                e2e, mem = _end_to_end(inp, given, method, args.repeats, tmp / "given")
+                if args.auto:
+                    auto, auto_mem = _end_to_end(inp, [], method, args.repeats, tmp / "auto")
+                    mem = max(mem, auto_mem)
+            rows.append((method, med, n / med, e2e, auto, mem))
         print()
-        print("| method | deconvolution (s) | voxels/s | end-to-end compute (s) | peak memory (MiB) |")
-        print("|---|---|---|---|---|")
-        for method, med, vps, e2e, mem in rows:
-            print(f"| {method} | {med:.3f} | {vps:,.0f} | {e2e:.2f} | {mem:.0f} |")
+        auto_col = " end-to-end, auto mask and AIF (s) |" if args.auto else ""
+        print("| method | deconvolution (s) | voxels/s | end-to-end compute (s) |"
+              f"{auto_col} peak memory (MiB) |")
+        print("|---|---|---|---|" + ("---|" if args.auto else "") + "---|")
+        for method, med, vps, e2e, auto, mem in rows:
+            auto_cell = f" {auto:.2f} |" if args.auto else ""
+            print(f"| {method} | {med:.3f} | {vps:,.0f} | {e2e:.2f} |{auto_cell} {mem:.0f} |")
+
+
+def _end_to_end(inp, options, method, repeats, out_root):
+    """Median wall seconds and largest peak RSS (MiB) of ``perfmap compute`` runs."""
+    walls, mems = [], []
+    for i in range(repeats):
+        cmd = [sys.executable, "-m", "perfmap", "compute", inp, *options, "--method", method,
+               "--out-dir", str(out_root / f"{method}_{i}"), "-q"]
+        wall, peak, code = _run_child(cmd)
+        if code != 0:
+            raise SystemExit(f"perfmap compute failed for {method}")
+        walls.append(wall)
+        mems.append(peak)
+    return statistics.median(walls), max(mems)
 
 
 if __name__ == "__main__":
