@@ -52,6 +52,10 @@ from ..errors import InputDataError, ShapeError
 from .maps import trapezoid_integral
 
 
+#: Most clusters of one k-means round (see :func:`auto_aif_from_curves`).
+MAX_CLUSTERS = 40
+
+
 @dataclass
 class AifSelection:
     """An arterial input function and where it came from.
@@ -192,10 +196,23 @@ def auto_aif(conc, brain_mask, dt: float, **options) -> AifSelection:
     return auto_aif_from_curves(conc[mask], np.argwhere(mask), dt, **options)
 
 
+def _homogeneous(norm: np.ndarray, sel: np.ndarray, z: float) -> bool:
+    """True when the mean curves of ``norm[sel]`` and of the other rows differ by at
+    most ``z`` standard errors of their difference (RMS over time): one group."""
+    part, rest = norm[sel], norm[~sel]
+    if len(part) < 2 or len(rest) < 2:
+        return False
+    diff = np.sqrt(np.mean((part.mean(axis=0) - rest.mean(axis=0)) ** 2))
+    se = np.sqrt(np.mean(part.var(axis=0, ddof=1)) / len(part)
+                 + np.mean(rest.var(axis=0, ddof=1)) / len(rest))
+    return bool(diff <= z * se)
+
+
 def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: int = 0,
                          auc_fraction: float = 0.10, roughness_fraction: float = 0.25,
                          n_clusters: int = 5, max_rounds: int = 10,
-                         min_peak_ratio: float = 3.0) -> AifSelection:
+                         min_peak_ratio: float = 3.0,
+                         homogeneity_z: float = 3.0) -> AifSelection:
     """Automatic AIF by cluster analysis (Mouridsen et al. 2006) of the brain's curves.
 
     Parameters
@@ -221,6 +238,11 @@ def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: i
         Most clustering rounds.
     min_peak_ratio : float
         The AIF peak must exceed this multiple of the mean brain curve's peak.
+    homogeneity_z : float
+        Clustering stops, keeping every remaining voxel, when their mean curve
+        already peaks at ``min_peak_ratio`` times the brain's and the chosen
+        cluster's mean curve is within this many standard errors of the mean
+        of the other remaining curves (one arterial group, not split by noise).
 
     Returns
     -------
@@ -246,7 +268,7 @@ def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: i
     params = {"method": "Mouridsen 2006", "n_voxels": int(n_voxels), "seed": int(seed),
               "auc_fraction": auc_fraction, "roughness_fraction": roughness_fraction,
               "n_clusters": int(n_clusters), "max_rounds": int(max_rounds),
-              "min_peak_ratio": min_peak_ratio, "counts": {"brain": int(len(curves)),
+              "min_peak_ratio": min_peak_ratio, "homogeneity_z": homogeneity_z, "counts": {"brain": int(len(curves)),
                                                             "finite": int(finite.sum())}}
     if not finite.any():
         raise InputDataError("no automatic AIF: no brain voxel has a finite concentration curve")
@@ -263,6 +285,11 @@ def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: i
     keep = positive & (auc >= cut)
     curves, idx, auc = curves[keep].astype(np.float64), idx[keep], auc[keep]
     params["counts"]["auc"] = int(keep.sum())
+    # Canonical order: by curve content, so the clustering (whose seeding and
+    # sums depend on row order) gives the same voxels for any voxel order or
+    # image orientation (a flipped, transposed or DICOM-ordered series).
+    order = np.lexsort(curves.T[::-1])
+    curves, idx, auc = curves[order], idx[order], auc[order]
 
     # 2. irregularity of the area-normalised curves
     norm = curves / auc[:, None]
@@ -277,7 +304,9 @@ def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: i
     for r in range(max_rounds):
         if len(norm) <= n_voxels:
             break
-        k = min(n_clusters, len(norm))
+        # Enough clusters that a small arterial group gets its own: on a whole
+        # brain the candidates are ~10^4 tissue curves and a few dozen arterial.
+        k = min(max(n_clusters, int(np.sqrt(len(norm) / 2.0))), MAX_CLUSTERS, len(norm))
         _, lab = _kmeans(norm, k, np.random.default_rng(seed + r))
         present = np.unique(lab)
         if present.size < 2:
@@ -294,6 +323,14 @@ def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: i
         early = np.flatnonzero(m1 <= m1.min() + dt)  # ties within one frame: highest peak
         best = early[np.argmax(peak[early])]
         sel = lab == present[best]
+        if curves.mean(axis=0).max() >= min_peak_ratio * brain_peak and \
+                _homogeneous(norm, sel, homogeneity_z):
+            # The remaining voxels peak like arteries and the chosen cluster
+            # differs from the others by no more than noise: they are one
+            # arterial group, kept whole rather than split further by noise.
+            rounds.append({"clusters": n_found, "eligible": int(present.size),
+                           "kept": int(len(norm)), "homogeneous": True})
+            break
         rounds.append({"clusters": n_found, "eligible": int(present.size),
                        "kept": int(sizes[best]), "first_moment_s": float(m1[best])})
         curves, idx, norm = curves[sel], idx[sel], norm[sel]
@@ -308,4 +345,5 @@ def auto_aif_from_curves(curves, indices, dt: float, n_voxels: int = 10, seed: i
             f"no plausible arterial voxel: the selected curve peaks at {aif.max():.3g}, less "
             f"than {min_peak_ratio:g} times the mean brain curve ({brain_peak:.3g}); give an "
             "AIF mask or curve explicitly")
+    idx = idx[np.lexsort(idx.T[::-1])]
     return AifSelection(curve=aif, indices=idx.astype(int), method="auto", params=params)

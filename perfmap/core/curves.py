@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .interpolate import interpolate_rows, linear_weights
+
 #: Hematocrit correction and brain density defaults (DESIGN section 4).
 DEFAULT_KH = 0.73
 DEFAULT_RHO = 1.04  # g/ml
@@ -191,17 +193,8 @@ def tissue_concentration(t, aif_fn, flow, mtt, shape: str = "exponential", lam: 
     conv = fft_convolve(r, ca[None, :], fine_dt)
     conv -= 0.5 * fine_dt * (r[:, :1] * ca[None, :] + r * ca[None, :1])
     ct = flow[:, None] * conv
-    out = np.stack([np.interp(t, tf, row) for row in ct]) if len(ct) < 64 else \
-        _interp_rows(t, tf, ct)
+    out = interpolate_rows(ct, *linear_weights(t, tf))
     return out[0] if scalar else out
-
-
-def _interp_rows(t, tf, rows):
-    """Linear interpolation of many rows sampled on the uniform grid ``tf``."""
-    pos = (t - tf[0]) / (tf[1] - tf[0])
-    i0 = np.clip(np.floor(pos).astype(int), 0, len(tf) - 2)
-    w = np.clip(pos - i0, 0.0, 1.0)
-    return rows[:, i0] * (1 - w) + rows[:, i0 + 1] * w
 
 
 def gamma_exponential_convolution(t, t0, alpha, beta, mtt, flow=1.0, scale=1.0):

@@ -11,8 +11,9 @@ theorem, Stewart 1894 / Meier & Zierler 1954)::
 
 ``k = F R`` is the flow-scaled residue from :class:`perfmap.deconv.DeconvFit`
 (1/s). Integrals use the trapezoid rule over the whole kept time series.
-Backends that estimate MTT directly (PHAE) give ``CBF = 60 * CBV / MTT``
-instead (central volume theorem), as in the PHAE paper (its Eq. 3).
+Backends that estimate MTT directly (PHAE) report ``k``'s peak as the flow
+``F = (integral C_t / integral C_a) / MTT``, so ``CBF = 60 * CBV / MTT`` (the
+PHAE paper's Eq. 3) follows from the same formulas, with no special case here.
 
 A transit time is only defined for a positive volume and flow. Where the
 tissue integral is negative (a single-echo tumour curve with T1 leakage whose
@@ -134,12 +135,8 @@ def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float
     cbv = cbv_from_curves(conc, aif, dt, kh, rho, times=None)
     failed = np.asarray(fit.failed, bool) | ~np.isfinite(cbv)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if fit.mtt is not None:
-            mtt = np.asarray(fit.mtt, np.float64)
-            cbf = 60.0 * cbv / mtt
-        else:
-            cbf = (kh / rho) * 100.0 * 60.0 * np.asarray(fit.flow, np.float64)
-            mtt = 60.0 * cbv / cbf
+        cbf = (kh / rho) * 100.0 * 60.0 * np.asarray(fit.flow, np.float64)
+        mtt = 60.0 * cbv / cbf
     ttp = np.asarray(times, np.float64)[np.argmax(conc, axis=1)]
     out = {
         "cbf": cbf,

@@ -1,6 +1,7 @@
 """Deconvolution backends (oSVD, cSVD, sSVD, Tikhonov, PHAE), chosen by name."""
 
 from .base import Backend, DeconvFit
-from .registry import available, get_backend, register
+from .registry import available, backend_parameters, get_backend, make_backend, register
 
-__all__ = ["Backend", "DeconvFit", "available", "get_backend", "register"]
+__all__ = ["Backend", "DeconvFit", "available", "backend_parameters", "get_backend",
+           "make_backend", "register"]

@@ -5,6 +5,9 @@ existing files without ``overwrite`` before any work is done. Each file is
 written to a temporary name in the same folder and only renamed into place by
 :meth:`OutputSet.commit`, once every file is written; if anything fails the
 temporaries are removed, so a failed run leaves no partial output.
+
+This is perfmap's only atomic writer: runs, batch tables, reports and model
+weights all write through :class:`OutputSet` or :func:`write_atomic`.
 """
 
 from __future__ import annotations
@@ -32,11 +35,35 @@ class OutputSet:
 
     def __init__(self, out_dir, names, overwrite: bool = False):
         self.out_dir = Path(out_dir)
-        self._paths = {}
+        paths = {}
         for name in names:
             if Path(name).name != name or name in ("", ".", ".."):
                 raise PerfmapError(f"output name {name!r} must be a plain file name")
-            self._paths[name] = self.out_dir / name
+            paths[name] = self.out_dir / name
+        self._init(paths, overwrite)
+
+    @classmethod
+    def of_paths(cls, paths, overwrite: bool = False) -> "OutputSet":
+        """A transaction over files that may lie in different folders (keys: ``str(path)``).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> with OutputSet.of_paths([d / "a.txt", d / "sub" / "b.txt"]) as out:
+        ...     out.write_text(str(d / "a.txt"), "A")
+        ...     out.write_text(str(d / "sub" / "b.txt"), "B")
+        ...     _ = out.commit()
+        >>> (d / "sub" / "b.txt").read_text()
+        'B'
+        """
+        self = cls.__new__(cls)
+        self.out_dir = None
+        self._init({str(p): Path(p) for p in paths}, overwrite)
+        return self
+
+    def _init(self, paths: dict, overwrite: bool) -> None:
+        self._paths = paths
         self._tmp: dict[str, Path] = {}
         if not overwrite:
             existing = [str(p) for p in self._paths.values() if p.exists()]
@@ -57,7 +84,7 @@ class OutputSet:
     def write(self, name: str, writer: Callable[[Path], None]) -> None:
         """Call ``writer(tmp_path)`` to write ``name`` under a temporary name."""
         final = self._paths[name]
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
         # Keep the real suffix last so suffix-driven writers (nibabel) pick the format.
         suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".nii.gz") else final.suffix
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
@@ -65,7 +92,7 @@ class OutputSet:
         writer(tmp)
 
     def write_text(self, name: str, text: str) -> None:
-        self.write(name, lambda p: p.write_text(text))
+        self.write(name, lambda p: p.write_text(text, encoding="utf-8"))
 
     def commit(self) -> list[Path]:
         """Rename every written temporary into place; returns the final paths."""
@@ -93,3 +120,31 @@ class OutputSet:
         if exc_type is not None:
             self.abort()
         return False
+
+
+def write_atomic(path, writer: Callable[[Path], None]) -> Path:
+    """Write one file through a temporary name and rename it into place (replacing it).
+
+    Parameters
+    ----------
+    path : path
+        The file to write; its folder is created if missing.
+    writer : callable
+        ``writer(tmp_path)`` writes the content.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+    >>> _ = write_atomic(p, lambda tmp: tmp.write_text("ok"))
+    >>> p.read_text()
+    'ok'
+    """
+    with OutputSet.of_paths([path], overwrite=True) as out:
+        out.write(str(path), writer)
+        return out.commit()[0]
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """:func:`write_atomic` for UTF-8 text."""
+    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))

@@ -27,8 +27,9 @@ Training data (:func:`simulate_curves`) come from perfmap's own closed-form
 generator (:mod:`perfmap.core.curves`) with wide variation, and noise is added
 in the signal domain and converted back with the pipeline's formula
 ``dR2* = -ln(S / S0) / TE`` (S0 the mean of the pre-bolus frames). Real exams
-come from a manifest (:func:`load_manifest`) through the pipeline's own
-signal preparation, so users can fine-tune on their scanner.
+come from a manifest through the pipeline's own
+signal preparation (:func:`perfmap.pipeline.train.exam_curves`), so users can
+fine-tune on their scanner.
 
 References
 ----------
@@ -40,15 +41,14 @@ Calamante F et al. MRM 2003;50:1237-1247 (residue shapes).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..core import curves
+from ..core.concentration import dsc_concentration
+from ..core.interpolate import interpolate_rows, linear_weights
 from ..errors import InputDataError, ParameterError
 
-#: Lowest signal fraction before the logarithm (as :mod:`perfmap.core.concentration`).
-SIGNAL_FLOOR = 1e-3
 #: Bound of the normalised tissue channel. Genuine curves stay below about 1.5
 #: (the tissue integral equals the AIF's, whose peak is 1); only noise-dominated
 #: curves with a near-zero integral reach it.
@@ -98,9 +98,7 @@ def grid_plan(aif, dt: float, config: dict) -> GridPlan:
     t = np.arange(L) * dtm - pk * dtm + t_peak          # acquisition time of each model frame
     before = t < -1e-9
     valid = ~before & (t <= t_end + 1e-9)
-    pos = np.clip(t / dt, 0.0, n_acq - 1)
-    i0 = np.clip(np.floor(pos).astype(np.intp), 0, n_acq - 2)
-    w = pos - i0
+    i0, w = linear_weights(t, np.arange(n_acq) * dt)
     am = _interp(aif[None, :], i0, w, before)[0]
     amax = float(np.max(am[valid])) if valid.any() else 0.0
     if not amax > 0:
@@ -119,7 +117,7 @@ def grid_plan(aif, dt: float, config: dict) -> GridPlan:
 
 
 def _interp(rows, i0, w, before):
-    out = rows[:, i0] * (1.0 - w) + rows[:, i0 + 1] * w
+    out = interpolate_rows(rows, i0, w)
     out[:, before] = 0.0
     return out
 
@@ -177,13 +175,6 @@ class CurveSet:
 
 def _log_uniform(rng, lo, hi, size=None):
     return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
-
-
-def _to_concentration(signal, s0_frames: int, te: float):
-    """Pipeline conversion: S0 = mean of the first ``s0_frames`` frames, floor, -ln(S/S0)/TE."""
-    s0 = signal[:, :s0_frames].mean(axis=1, keepdims=True)
-    ratio = np.maximum(signal / s0, SIGNAL_FLOOR)
-    return -np.log(ratio) / te
 
 
 def simulate_curves(n_curves: int, config: dict, seed: int = 0, snr_range=(5.0, 200.0),
@@ -281,8 +272,9 @@ def _simulate_group(rng, n, config, snr_range, mtt_range, cbv_range, fine_dt):
     s0_frames = max(3, int(np.searchsorted(t, t0, side="right")) - 2)
     sig = np.exp(-te * ct) + rng.standard_normal(ct.shape) / snr[:, None]
     sig_a = np.exp(-te * ca)[None, :] + rng.standard_normal((1, n_frames)) / snr_aif
-    conc = _to_concentration(sig, s0_frames, te)
-    aif = _to_concentration(sig_a, s0_frames, te)[0]
+    # The pipeline's own conversion (S0 = mean of the first s0_frames frames).
+    conc = dsc_concentration(sig, te, (0, s0_frames))[0].astype(np.float64)
+    aif = dsc_concentration(sig_a, te, (0, s0_frames))[0][0].astype(np.float64)
     try:
         plan = grid_plan(aif, tr, config)
     except InputDataError:
@@ -293,69 +285,3 @@ def _simulate_group(rng, n, config, snr_range, mtt_range, cbv_range, fine_dt):
     return (x[keep], np.broadcast_to(plan.valid, (k, plan.valid.size)).copy(),
             mtt[keep].astype(np.float32), np.full(k, delay, np.float32),
             snr[keep].astype(np.float32))
-
-
-def load_manifest(manifest, config: dict, max_voxels: int = 20000, seed: int = 0,
-                  log=None) -> CurveSet:
-    """Curves of real exams listed in a TSV manifest, for (fine-)tuning.
-
-    Columns: ``subject``, ``input`` (4D NIfTI or DICOM folder), ``aif`` (3D
-    arterial mask; empty or ``auto`` for automatic selection) and ``mask``
-    (brain mask; empty or ``auto``), optional ``te``/``tr`` (s). Relative
-    paths are relative to the manifest. Each exam goes through the pipeline's
-    own loading, baseline detection, dR2* conversion and AIF selection
-    (:func:`perfmap.pipeline.compute.load_series`,
-    :func:`perfmap.pipeline.signal.prepare_signal`,
-    :func:`perfmap.pipeline.signal.select_aif`); at most ``max_voxels``
-    brain voxels per exam are drawn at random (with ``seed``).
-
-    Raises
-    ------
-    PerfmapError
-        Any exam that cannot be read or prepared (the message names it).
-    """
-    # Imported here: the pipeline layer sits above the deconvolution backends.
-    from ..io import nifti, tables
-    from ..pipeline.compute import _check_timing, load_series
-    from ..pipeline.signal import prepare_signal, select_aif
-
-    manifest = Path(manifest)
-    rows = tables.read_tsv(manifest, required=("subject", "input"))
-    if not rows:
-        raise InputDataError(f"{manifest}: the manifest lists no exam")
-    rng = np.random.default_rng(seed)
-    sets = []
-
-    def path_of(value):
-        p = Path(value)
-        return p if p.is_absolute() else manifest.parent / p
-
-    for row in rows:
-        te = float(row["te"]) if row.get("te") not in (None, "") else None
-        tr = float(row["tr"]) if row.get("tr") not in (None, "") else None
-        volume = load_series(path_of(row["input"]), te=te, tr=tr)
-        _check_timing(volume)
-        mask_v = row.get("mask") or "auto"
-        aif_v = row.get("aif") or "auto"
-        brain = None if mask_v == "auto" else nifti.load_mask(path_of(mask_v), volume,
-                                                             "brain mask")
-        aif_mask = None if aif_v == "auto" else nifti.load_mask(path_of(aif_v), volume,
-                                                               "AIF mask")
-        prepared = prepare_signal(volume, brain_mask=brain, extra_mask=aif_mask)
-        sel = select_aif(prepared, aif_mask=aif_mask, aif_source=str(aif_v))
-        conc = prepared.brain_conc
-        ok = ~prepared.invalid & np.all(np.isfinite(conc), axis=1)
-        idx = np.flatnonzero(ok)
-        if len(idx) > max_voxels:
-            idx = np.sort(rng.choice(idx, max_voxels, replace=False))
-        plan = grid_plan(sel.curve, prepared.dt, config)
-        x, _, failed = apply_plan(conc[idx], plan)
-        x = x[~failed]
-        k = len(x)
-        nan = np.full(k, np.nan, np.float32)
-        sets.append(CurveSet(x, np.broadcast_to(plan.valid, (k, plan.valid.size)).copy(),
-                             nan, nan.copy(), nan.copy(),
-                             source=[f"exam {row['subject']}: {k} curves from {row['input']}"]))
-        if log is not None:
-            log(f"{row['subject']}: {k} curves")
-    return CurveSet.concat(sets)

@@ -56,7 +56,7 @@ import math
 import torch
 from torch import nn
 
-from .weights import DEFAULT_CONFIG, check_config
+from .config import DEFAULT_CONFIG, check_config
 
 #: MTT (s) the untrained encoder outputs (bias of the last layer).
 INITIAL_MTT = 4.0
@@ -68,7 +68,7 @@ class Encoder(nn.Module):
     Parameters
     ----------
     config : dict
-        Model configuration (:data:`perfmap.neural.weights.DEFAULT_CONFIG`):
+        Model configuration (:data:`perfmap.neural.config.DEFAULT_CONFIG`):
         ``in_channels``, ``widths``, ``kernel_size``, ``negative_slope``,
         ``mtt_min`` and ``mtt_max``.
 

@@ -98,8 +98,8 @@ class TrainResult:
     best_epoch: int
 
 
-def build_dataset(opts: TrainOptions, log: Callable = print):
-    """All curves (simulated + manifest) split into training and validation sets."""
+def build_dataset(opts: TrainOptions, log: Callable = print, extra_curves=None):
+    """All curves (simulated + real exams) split into training and validation sets."""
     sets = []
     if opts.n_curves > 0:
         log(f"simulating {opts.n_curves} training curves (seed {opts.seed})")
@@ -107,10 +107,8 @@ def build_dataset(opts: TrainOptions, log: Callable = print):
                                              snr_range=opts.snr_range,
                                              mtt_range=opts.mtt_range,
                                              cbv_range=opts.cbv_range))
-    if opts.manifest:
-        log(f"loading real exams from {opts.manifest}")
-        sets.append(data_mod.load_manifest(opts.manifest, opts.config, opts.max_voxels,
-                                           seed=opts.seed, log=log))
+    if extra_curves is not None:
+        sets.append(extra_curves)
     full = data_mod.CurveSet.concat(sets)
     n = len(full)
     n_val = int(round(n * opts.val_fraction))
@@ -174,13 +172,14 @@ def _state(model):
     return {k: v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()}
 
 
-def _save_checkpoint(path, model, opt, opts, epoch, history, best, best_state, elapsed):
-    wmod._atomic_save({
+def _save_checkpoint(write, path, model, opt, opts, epoch, history, best, best_state, elapsed):
+    payload = {
         "format": wmod.CHECKPOINT_FORMAT, "format_version": wmod.FORMAT_VERSION,
         "config": dict(opts.config), "model": _state(model), "optimizer": opt.state_dict(),
         "epoch": int(epoch), "history": history, "best_val_loss": float(best[0]),
         "best_epoch": int(best[1]), "best_model": best_state, "options": opts.as_dict(),
-        "elapsed_s": float(elapsed)}, path)
+        "elapsed_s": float(elapsed)}
+    write(path, lambda p: wmod.save_object(payload, p))
 
 
 def _load_checkpoint(path, opts: TrainOptions) -> dict:
@@ -218,8 +217,14 @@ def hardware() -> dict:
     return info
 
 
+def _write_directly(path, writer) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    writer(Path(path))
+
+
 def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
-          log: Callable = print) -> TrainResult:
+          log: Callable = print, extra_curves=None, write: Callable = _write_directly
+          ) -> TrainResult:
     """Train the encoder and write the weights and model card.
 
     Parameters
@@ -233,6 +238,12 @@ def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
         The command line, recorded in the model card.
     progress : bool
         Show a tqdm progress bar per epoch.
+    extra_curves : perfmap.neural.data.CurveSet, optional
+        Curves of real exams added to the simulated ones
+        (:func:`perfmap.pipeline.train.exam_curves` prepares them).
+    write : callable
+        ``write(path, writer)`` writes every file (weights, checkpoint, card);
+        ``perfmap train`` passes the atomic :func:`perfmap.io.outputs.write_atomic`.
 
     Returns
     -------
@@ -250,7 +261,7 @@ def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
         raise ParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
     if not 0.0 <= opts.val_fraction < 1.0:
         raise ParameterError("the validation fraction must be in [0, 1)")
-    if opts.n_curves <= 0 and not opts.manifest:
+    if opts.n_curves <= 0 and extra_curves is None:
         raise ParameterError("no training data: give --n-curves > 0 and/or --manifest")
     opts.config = wmod.check_config(opts.config)
     device = resolve_device(opts.device)
@@ -279,7 +290,7 @@ def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
         log(f"resuming {resume} after epoch {start_epoch}")
 
     t0 = time.perf_counter()
-    train_set, val_set, sources = build_dataset(opts, log)
+    train_set, val_set, sources = build_dataset(opts, log, extra_curves)
     data_s = time.perf_counter() - t0
     log(f"{len(train_set)} training and {len(val_set)} validation curves "
         f"({data_s:.1f} s to prepare); device {device}")
@@ -326,7 +337,7 @@ def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
                if "val_mtt_median_rel_err" in row else "")
             + f", noise-free MTT median rel. error {row['clean_mtt_median_rel_err']:.3f}"
             + f" ({row['seconds']} s)")
-        _save_checkpoint(ckpt_path, model, opt, opts, epoch, history, best, best_state,
+        _save_checkpoint(write, ckpt_path, model, opt, opts, epoch, history, best, best_state,
                          elapsed0 + time.perf_counter() - t_start)
 
     if best_state is None:
@@ -337,7 +348,7 @@ def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
     meta = {"perfmap_version": __version__, "trained_epochs": len(history),
             "selected_epoch": int(best[1]), "selection": "lowest validation loss",
             "best_val_loss": float(best[0]), "n_train": n, "n_val": len(val_set)}
-    wmod.save_weights(out, best_state, opts.config, meta)
+    write(out, lambda p: wmod.save_weights(p, best_state, opts.config, meta))
     card = {
         "name": out.stem,
         "weights": out.name,
@@ -380,9 +391,8 @@ def train(opts: TrainOptions, resume=None, command=None, progress: bool = True,
         "device": str(device),
     }
     card_path = out.with_suffix(".json")
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
-    tmp.replace(card_path)
+    text = json.dumps(card, indent=2, default=_json_default) + "\n"
+    write(card_path, lambda p: p.write_text(text, encoding="utf-8"))
     log(f"wrote {out} (epoch {best[1]}) and {card_path} in {wall:.0f} s")
     return TrainResult(weights=out, card=card_path, history=history, best_epoch=int(best[1]))
 

@@ -27,86 +27,12 @@ import sysconfig
 from pathlib import Path
 
 from ..errors import ModelError
+from .config import DEFAULT_CONFIG, check_config  # noqa: F401  (re-exported)
 
 FORMAT = "perfmap-phae"
 CHECKPOINT_FORMAT = "perfmap-phae-checkpoint"
 FORMAT_VERSION = 1
 MODEL_NAME = "phae_dsc.pt"
-
-#: The architecture and input conventions of the shipped model (see
-#: :mod:`perfmap.neural.model` and :func:`perfmap.neural.data.to_model_grid`).
-DEFAULT_CONFIG = {
-    "architecture": "phae-fcn1d",
-    "in_channels": 2,                 # (tissue, AIF)
-    "widths": [32, 64, 128, 256],     # feature maps of the 4 conv blocks
-    "kernel_size": 3,
-    "negative_slope": 0.02,           # LeakyReLU
-    "mtt_min": 0.5,                   # s, output range of the scaled sigmoid
-    "mtt_max": 30.0,                  # s
-    "residue": "lorentzian",          # decoder residue
-    "dt": 1.5,                        # s, model time grid
-    "n_frames": 64,                   # model window (96 s)
-    "peak_frame": 12,                 # AIF peak placed at this frame of the window
-    "input_norm": "aif-max/integral-ratio",
-    "delay_min": -3.0,                # s, candidate tissue delays of the decoder
-    "delay_max": 12.0,
-    "delay_step": 0.5,
-}
-
-_TYPES = {
-    "architecture": str, "in_channels": int, "widths": list, "kernel_size": int,
-    "negative_slope": float, "mtt_min": float, "mtt_max": float, "residue": str,
-    "dt": float, "n_frames": int, "peak_frame": int, "input_norm": str,
-    "delay_min": float, "delay_max": float, "delay_step": float,
-}
-_FIXED = {"architecture": "phae-fcn1d", "in_channels": 2,
-          "input_norm": "aif-max/integral-ratio"}
-RESIDUES = ("lorentzian", "exponential")
-
-
-def check_config(config, source: str = "model configuration") -> dict:
-    """Validate a model configuration and return a normalised copy.
-
-    Raises
-    ------
-    ModelError
-        Missing or unknown keys, wrong types, or values this code cannot run.
-    """
-    if not isinstance(config, dict):
-        raise ModelError(f"{source}: the configuration is not a dictionary")
-    missing = sorted(set(_TYPES) - set(config))
-    unknown = sorted(set(config) - set(_TYPES))
-    if missing or unknown:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                ([f"unknown {', '.join(unknown)}"] if unknown else [])
-        raise ModelError(f"{source}: configuration does not match the PHAE architecture "
-                         f"({'; '.join(parts)})")
-    out = {}
-    for key, kind in _TYPES.items():
-        value = config[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-            if kind is float else isinstance(value, kind) and not isinstance(value, bool)
-        if not ok:
-            raise ModelError(f"{source}: configuration key {key!r} must be "
-                             f"{kind.__name__}, got {value!r}")
-        out[key] = float(value) if kind is float else (list(value) if kind is list else value)
-    for key, value in _FIXED.items():
-        if out[key] != value:
-            raise ModelError(f"{source}: {key} is {out[key]!r}; this perfmap runs {value!r}")
-    if not out["widths"] or not all(isinstance(w, int) and w > 0 for w in out["widths"]):
-        raise ModelError(f"{source}: widths must be positive integers, got {out['widths']!r}")
-    if out["kernel_size"] < 1 or out["kernel_size"] % 2 == 0:
-        raise ModelError(f"{source}: kernel_size must be odd, got {out['kernel_size']}")
-    if out["residue"] not in RESIDUES:
-        raise ModelError(f"{source}: residue must be one of {', '.join(RESIDUES)}")
-    if not 0 < out["mtt_min"] < out["mtt_max"]:
-        raise ModelError(f"{source}: need 0 < mtt_min < mtt_max")
-    if not (out["dt"] > 0 and out["n_frames"] >= 8 and 0 <= out["peak_frame"] < out["n_frames"]):
-        raise ModelError(f"{source}: invalid time grid (dt, n_frames, peak_frame)")
-    if not (out["delay_step"] > 0 and out["delay_min"] <= 0 <= out["delay_max"]):
-        raise ModelError(f"{source}: invalid delay grid")
-    return out
-
 
 def resolve_device(device: str = "auto"):
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
@@ -198,22 +124,19 @@ def safe_load(path, what: str = "model weights") -> dict:
     return obj
 
 
-def _atomic_save(obj, path) -> None:
+def save_object(obj, path) -> None:
+    """``torch.save`` of plain data (tensors and containers) to ``path``.
+
+    Not atomic by itself: callers that must never leave a partial file pass
+    this to :func:`perfmap.io.outputs.write_atomic` (``perfmap train`` does).
+    """
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    torch.save(obj, path)
 
 
 def save_weights(path, state_dict, config, meta=None) -> Path:
-    """Write encoder weights (tensors only) with their configuration, atomically.
+    """Write encoder weights (tensors only) with their configuration (see :func:`save_object`).
 
     Parameters
     ----------
@@ -228,7 +151,7 @@ def save_weights(path, state_dict, config, meta=None) -> Path:
     """
     cfg = check_config(config)
     tensors = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
-    _atomic_save({"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg,
+    save_object({"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg,
                   "state_dict": tensors, "meta": dict(meta or {})}, path)
     return Path(path)
 

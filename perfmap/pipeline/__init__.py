@@ -1,5 +1,5 @@
-"""Orchestration of one subject (:func:`compute`) or a cohort."""
+"""Orchestration: one subject (compute), cohorts (batch, robustness), training."""
 
-from .compute import ComputeResult, compute, output_names
+from .compute import ComputeResult, compute, evaluate, output_names, write_result
 
-__all__ = ["ComputeResult", "compute", "output_names"]
+__all__ = ["ComputeResult", "compute", "evaluate", "output_names", "write_result"]

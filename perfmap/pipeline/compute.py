@@ -1,12 +1,16 @@
 """One subject: series in, perfusion maps, AIF and provenance JSON out.
 
-Every check that can fail on user input (files, grids, timing, masks, the
-AIF) runs before any output is written, and all outputs are written through
-one :class:`perfmap.io.outputs.OutputSet`, so a failed run leaves nothing.
+``compute`` is load -> ``model.fit`` -> ROI statistics -> write. Every check
+that can fail on user input (files, grids, timing, masks, the AIF, method
+parameters) runs before any output is written, and all outputs are written
+through one :class:`perfmap.io.outputs.OutputSet`, so a failed run leaves
+nothing. :func:`evaluate` is the pure part (no file is written) and
+:func:`write_result` the writing part.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,32 +20,32 @@ from typing import Optional
 import numpy as np
 
 from .. import __version__
-from ..core import maps as maps_mod
-from ..core.curves import DEFAULT_KH, DEFAULT_RHO
 from ..core.roi import add_ratios, roi_statistics
-from ..deconv import get_backend
-from ..errors import ParameterError
+from ..errors import InputDataError
 from ..io import nifti, tables
 from ..io.outputs import OutputSet
-from ..io.volume import Volume4D
-from . import signal as signal_step
+from ..io.series import load_series
+from .kinds import get_kind
 
-KINDS = ("dsc",)
+__all__ = ["ComputeResult", "compute", "evaluate", "load_series", "output_names",
+           "write_result"]
 
 
 @dataclass
 class ComputeResult:
-    """What :func:`compute` produced."""
+    """What :func:`compute` produced (``outputs`` is empty until written)."""
 
-    outputs: dict[str, Path]
-    maps: dict[str, np.ndarray]
+    maps: dict
     aif: np.ndarray
     provenance: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    fit: object = None
 
 
-def output_names(stem: str, aif_voxels: bool = True, auto_mask: bool = False) -> list[str]:
+def output_names(stem: str, aif_voxels: bool = True, auto_mask: bool = False,
+                 kind: str = "dsc") -> list[str]:
     """File names a run writes (DESIGN section 3)."""
-    names = [f"{stem}_{m}.nii.gz" for m in maps_mod.MAP_NAMES]
+    names = [f"{stem}_{m}.nii.gz" for m in get_kind(kind).map_names]
     names += [f"{stem}_aif.tsv", f"{stem}_perfmap.json"]
     if aif_voxels:
         names.append(f"{stem}_aifmask.nii.gz")
@@ -50,61 +54,148 @@ def output_names(stem: str, aif_voxels: bool = True, auto_mask: bool = False) ->
     return names
 
 
-def load_series(path, te=None, tr=None, series=None) -> Volume4D:
-    """A 4D NIfTI file or a DICOM directory, as a :class:`Volume4D`."""
-    path = Path(path)
-    if path.is_dir():
-        from ..io import dicom
-
-        volume = dicom.load_dicom_series(path, series=series, min_frames=nifti.MIN_FRAMES)
-        # Command-line values override the headers.
-        if te is not None:
-            volume.te = float(te)
-            volume.meta["te_source"] = "command line"
-        if tr is not None:
-            volume.tr = float(tr)
-            volume.meta["tr_source"] = "command line"
-        return volume
-    if not path.exists():
-        raise ParameterError(f"{path}: input not found")
-    if not nifti.is_nifti(path):
-        raise ParameterError(f"{path}: input must be a .nii/.nii.gz file or a DICOM directory")
-    return nifti.load_nifti_4d(path, te=te, tr=tr)
+@contextlib.contextmanager
+def _naming(source: str):
+    """Prefix data errors raised on arrays with the file they are about."""
+    try:
+        yield
+    except InputDataError as exc:
+        if source in str(exc):
+            raise
+        raise InputDataError(f"{source}: {exc}") from None
 
 
-def _check_timing(volume: Volume4D) -> None:
-    if volume.te is None:
-        raise ParameterError(
-            f"{volume.source}: the echo time (TE) is missing: give --te in seconds or add "
-            "EchoTime to a JSON sidecar next to the input")
-    if volume.tr is None:
-        raise ParameterError(
-            f"{volume.source}: the repetition time (TR) is missing: give --tr in seconds or add "
-            "RepetitionTime to a JSON sidecar next to the input")
+@dataclass
+class _Inputs:
+    """Everything read from disk for one run, checked before any work."""
+
+    volume: object
+    brain_mask: Optional[np.ndarray]
+    aif: object
+    aif_label: str
+    rois: dict
+    ref: Optional[np.ndarray]
 
 
-def compute(input_path, *, aif="auto", mask="auto", method: str = "osvd",
-            method_params: Optional[dict] = None, kind: str = "dsc", te=None, tr=None,
+def _read_inputs(volume, aif, mask, rois, ref) -> _Inputs:
+    brain = None if mask in (None, "auto") else nifti.load_mask(mask, volume, "brain mask")
+    if aif in (None, "auto"):
+        aif_value, label = "auto", "auto"
+    elif tables.is_text_table(aif):
+        aif_value, label = tables.read_curve(aif, volume.n_frames), f"curve {aif}"
+    else:
+        aif_value, label = nifti.load_mask(aif, volume, "AIF mask"), f"mask {aif}"
+    roi_masks = {name: nifti.load_mask(path, volume, f"ROI '{name}'")
+                 for name, path in (rois or {}).items()}
+    ref_mask = nifti.load_mask(ref, volume, "reference ROI") if ref is not None else None
+    return _Inputs(volume, brain, aif_value, label, roi_masks, ref_mask)
+
+
+def roi_results(maps: dict, rois: dict, ref: Optional[np.ndarray]) -> tuple[dict, Optional[dict]]:
+    """ROI statistics of every map, with ``<map>_ratio`` against ``ref`` when given."""
+    ref_stats = roi_statistics(maps, ref) if ref is not None else None
+    out = {}
+    for name, roi in rois.items():
+        stats = roi_statistics(maps, roi)
+        if ref_stats is not None:
+            add_ratios(stats, ref_stats)
+        out[name] = stats
+    return out, ref_stats
+
+
+def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
+             method_params: Optional[dict] = None, aif="auto", mask="auto", rois=None,
+             ref=None, **model_options) -> ComputeResult:
+    """Fit one loaded series and collect maps and provenance; writes nothing.
+
+    Parameters are those of :func:`compute`, with the series already loaded
+    (:func:`perfmap.io.series.load_series`).
+    """
+    t0 = time.perf_counter()
+    k = get_kind(kind)
+    method = method or k.default_method
+    model = k.build_model(volume, method, dict(method_params or {}), **model_options)
+    inputs = _read_inputs(volume, aif, mask, rois, ref)
+    load_s = time.perf_counter() - t0
+    with _naming(volume.source):
+        fit = model.fit(volume.data, mask="auto" if inputs.brain_mask is None
+                        else inputs.brain_mask, aif=inputs.aif,
+                        frame_times=volume.frame_times)
+        maps = fit.maps
+        prov = fit.provenance
+    if inputs.aif_label != "auto":
+        prov["aif"]["source"] = inputs.aif_label
+    if mask not in (None, "auto"):
+        prov["mask"]["source"] = str(mask)
+    rois_out, ref_stats = roi_results(maps, inputs.rois, inputs.ref)
+    provenance = {"perfmap_version": __version__, "input": str(volume.source), "kind": kind}
+    provenance.update(prov)
+    provenance.update(te_source=volume.meta.get("te_source"),
+                      tr_source=volume.meta.get("tr_source"), rois=rois_out)
+    if ref_stats is not None:
+        provenance["ref"] = ref_stats
+    if volume.meta:
+        provenance["series"] = {k_: v for k_, v in volume.meta.items()
+                                if isinstance(v, (str, int, float, bool)) or v is None}
+    provenance["timings"] = {"load_s": round(load_s, 4), **prov["timings"]}
+    return ComputeResult(maps=maps, aif=fit.aif, provenance=provenance, fit=fit)
+
+
+def write_result(result: ComputeResult, volume, outputs: OutputSet, stem: str,
+                 auto_mask: bool, aif_voxels: bool, t_start: Optional[float] = None) -> dict:
+    """Write maps, AIF, masks and the JSON through ``outputs``; returns ``name -> path``.
+
+    The JSON's ``timings`` get ``write_s`` and, with ``t_start`` (a
+    :func:`time.perf_counter` value), ``total_s``.
+    """
+    t0 = time.perf_counter()
+    fit = result.fit
+    with outputs:
+        for name, vol in result.maps.items():
+            img = nifti.map_image(vol, volume)
+            outputs.write(f"{stem}_{name}.nii.gz", lambda p, img=img: nifti.save_image(img, p))
+        rows = zip(fit.times, result.aif)
+        outputs.write_text(f"{stem}_aif.tsv", tables.format_tsv(["time_s", "aif"], rows))
+        if aif_voxels:
+            img = nifti.map_image(fit.aif_mask.astype(np.uint8), volume)
+            outputs.write(f"{stem}_aifmask.nii.gz", lambda p, img=img: nifti.save_image(img, p))
+        if auto_mask:
+            img = nifti.map_image(fit.brain_mask.astype(np.float32), volume)
+            outputs.write(f"{stem}_brainmask.nii.gz",
+                          lambda p, img=img: nifti.save_image(img, p))
+        result.provenance["outputs"] = sorted(outputs.names)
+        timings = result.provenance.setdefault("timings", {})
+        timings["write_s"] = round(time.perf_counter() - t0, 4)
+        if t_start is not None:
+            timings["total_s"] = round(time.perf_counter() - t_start, 4)
+        outputs.write_text(f"{stem}_perfmap.json", json.dumps(
+            result.provenance, indent=2, default=_json_default) + "\n")
+        paths = outputs.commit()
+    result.outputs = {p.name: p for p in paths}
+    return result.outputs
+
+
+def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
+            method_params: Optional[dict] = None, aif="auto", mask="auto", te=None, tr=None,
             rois: Optional[dict] = None, ref=None, out_dir=None, overwrite: bool = False,
-            baseline_frames=None, n_skip=None, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
-            series=None, command: Optional[list] = None) -> ComputeResult:
-    """Compute CBF, CBV, MTT, Tmax and TTP maps for one DSC series.
+            series=None, command: Optional[list] = None, **model_options) -> ComputeResult:
+    """Compute the perfusion maps of one series and write them.
 
     Parameters
     ----------
     input_path : path
         4D NIfTI or a directory with one DICOM series.
+    kind : str
+        Acquisition kind (:func:`perfmap.pipeline.kinds.available_kinds`).
+    method : str, optional
+        A method of the kind (default: the kind's default, ``osvd`` for DSC).
+    method_params : dict, optional
+        Hyper-parameters of the method (``perfmap methods`` lists them).
     aif : "auto" or path
-        ``auto`` (Mouridsen 2006 clustering), a 3D arterial mask, or a text
-        curve with one value per frame (concentration units, dR2* in 1/s).
+        ``auto``, a 3D arterial mask, or a text curve with one value per frame
+        (concentration units: dR2* in 1/s for DSC).
     mask : "auto" or path
         Brain mask, or ``auto`` from the baseline image.
-    method : str
-        A registered deconvolution backend (:func:`perfmap.deconv.available`).
-    method_params : dict, optional
-        Hyper-parameters for the backend's constructor.
-    kind : {"dsc"}
-        Acquisition type (DCE is not implemented yet).
     te, tr : float, optional
         Echo and repetition time in seconds, overriding the headers.
     rois : dict, optional
@@ -115,146 +206,36 @@ def compute(input_path, *, aif="auto", mask="auto", method: str = "osvd",
         Output folder; default: next to the input.
     overwrite : bool
         Replace existing outputs.
-    baseline_frames : (start, stop), optional
-        Frames averaged for S0, overriding the automatic detection.
-    n_skip : int, optional
-        Initial non-steady-state frames to drop, overriding the detection.
-    kh, rho : float
-        Hematocrit correction and brain density (g/ml), DESIGN section 4.
     series : str, optional
         SeriesInstanceUID or SeriesNumber when a DICOM folder holds several.
     command : list of str, optional
         The command line, recorded in the JSON.
+    **model_options
+        Options of the kind's model, e.g. for DSC ``kh``, ``rho``,
+        ``baseline_frames`` ((start, stop)) and ``n_skip``.
 
     Returns
     -------
     ComputeResult
     """
     t_start = time.perf_counter()
-    timings = {}
-    if kind not in KINDS:
-        raise ParameterError(f"--kind {kind!r} is not supported yet; available: {', '.join(KINDS)}")
-    if not (kh > 0 and rho > 0):
-        raise ParameterError("kH and rho must be positive")
-    backend = get_backend(method)(**(method_params or {}))
+    get_kind(kind)
     input_path = Path(input_path)
     volume = load_series(input_path, te=te, tr=tr, series=series)
-    _check_timing(volume)
     stem = nifti.stem_of(input_path)
     out_dir = Path(out_dir) if out_dir is not None else input_path.resolve().parent
-    aif_is_curve = aif not in (None, "auto") and tables.is_text_table(aif)
+    aif_voxels = not (aif not in (None, "auto") and tables.is_text_table(aif))
     auto_mask = mask in (None, "auto")
-    outputs = OutputSet(out_dir, output_names(stem, not aif_is_curve, auto_mask), overwrite)
-
-    # All user-supplied masks are read and checked before any work is done.
-    brain_mask = None if auto_mask else nifti.load_mask(mask, volume, "brain mask")
-    aif_mask = None
-    if aif not in (None, "auto") and not aif_is_curve:
-        aif_mask = nifti.load_mask(aif, volume, "AIF mask")
-    roi_masks = {name: nifti.load_mask(path, volume, f"ROI '{name}'")
-                 for name, path in (rois or {}).items()}
-    ref_mask = nifti.load_mask(ref, volume, "reference ROI") if ref is not None else None
-    aif_curve_raw = tables.read_curve(aif, volume.n_frames) if aif_is_curve else None
-    timings["load_s"] = time.perf_counter() - t_start
-
-    t0 = time.perf_counter()
-    prepared = signal_step.prepare_signal(volume, brain_mask=brain_mask, extra_mask=aif_mask,
-                                          baseline_frames=baseline_frames, n_skip=n_skip)
-    timings["concentration_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    selection = signal_step.select_aif(prepared, aif_mask=aif_mask, aif_curve=aif_curve_raw,
-                                       aif_source=str(aif) if aif not in (None, "auto") else "auto")
-    timings["aif_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    conc = prepared.brain_conc
-    fit = backend.fit(conc, selection.curve, prepared.dt)
-    timings["deconvolution_s"] = time.perf_counter() - t0
-
-    voxel_maps = maps_mod.perfusion_maps(conc, selection.curve, prepared.dt, fit, kh=kh, rho=rho,
-                                         times=prepared.times)
-    shape = volume.spatial_shape
-    maps3d = {}
-    for name, values in voxel_maps.items():
-        vol = np.full(shape, np.nan, np.float32)
-        vol[prepared.brain_mask] = values
-        maps3d[name] = vol
-
-    roi_results = {}
-    ref_stats = roi_statistics(maps3d, ref_mask) if ref_mask is not None else None
-    for name, roi in roi_masks.items():
-        stats = roi_statistics(maps3d, roi)
-        if ref_stats is not None:
-            add_ratios(stats, ref_stats)
-        roi_results[name] = stats
-
-    invalid_baseline = int(np.count_nonzero(prepared.invalid))
-    unfitted = int(np.count_nonzero(~np.isfinite(voxel_maps["cbf"])))
-    # Fitted voxels whose CBV or CBF is negative: MTT undefined (core.maps notes).
-    mtt_undefined = int(np.count_nonzero(np.isfinite(voxel_maps["cbf"])
-                                         & ~np.isfinite(voxel_maps["mtt"])))
-    provenance = {
-        "perfmap_version": __version__,
-        "command": command,
-        "input": str(input_path),
-        "kind": kind,
-        "method": method,
-        "method_params": backend.params(),
-        "kh": kh,
-        "rho": rho,
-        "te_s": volume.te,
-        "tr_s": volume.tr,
-        "te_source": volume.meta.get("te_source"),
-        "tr_source": volume.meta.get("tr_source"),
-        "frames": volume.n_frames,
-        "dt_s": prepared.dt,
-        "timing": prepared.timing_info,
-        "baseline": prepared.baseline_info,
-        "mask": {"source": "auto" if auto_mask else str(mask),
-                 "voxels": int(np.count_nonzero(prepared.brain_mask))},
-        "aif": {"source": selection.method, "voxels": int(len(selection.indices)),
-                "indices": selection.indices.tolist(), "params": selection.params},
-        "voxels": {"brain": int(np.count_nonzero(prepared.brain_mask)),
-                   "invalid_baseline": invalid_baseline,
-                   "not_fitted": unfitted,
-                   "mtt_undefined": mtt_undefined,
-                   "deconvolution_failed": fit.n_failed},
-        "deconvolution_info": fit.info,
-        "units": maps_mod.MAP_UNITS,
-        "rois": roi_results,
-    }
-    if ref_stats is not None:
-        provenance["ref"] = ref_stats
-    if volume.meta:
-        provenance["series"] = {k: v for k, v in volume.meta.items()
-                                if isinstance(v, (str, int, float, bool)) or v is None}
-
-    t0 = time.perf_counter()
-    with outputs:
-        for name in maps_mod.MAP_NAMES:
-            img = nifti.map_image(maps3d[name], volume)
-            outputs.write(f"{stem}_{name}.nii.gz", lambda p, img=img: nifti.save_image(img, p))
-        aif_rows = zip(prepared.times, selection.curve)
-        outputs.write_text(f"{stem}_aif.tsv", tables.format_tsv(["time_s", "aif"], aif_rows))
-        if not aif_is_curve:
-            aifvol = np.zeros(shape, np.uint8)
-            if len(selection.indices):
-                aifvol[tuple(selection.indices.T)] = 1
-            img = nifti.map_image(aifvol, volume)
-            outputs.write(f"{stem}_aifmask.nii.gz", lambda p, img=img: nifti.save_image(img, p))
-        if auto_mask:
-            img = nifti.map_image(prepared.brain_mask.astype(np.float32), volume)
-            outputs.write(f"{stem}_brainmask.nii.gz", lambda p, img=img: nifti.save_image(img, p))
-        timings["write_s"] = time.perf_counter() - t0
-        timings["total_s"] = time.perf_counter() - t_start
-        provenance["timings"] = {k: round(v, 4) for k, v in timings.items()}
-        provenance["outputs"] = sorted(outputs.names)
-        outputs.write_text(f"{stem}_perfmap.json", json.dumps(provenance, indent=2,
-                                                              default=_json_default) + "\n")
-        paths = outputs.commit()
-    return ComputeResult(outputs={p.name: p for p in paths}, maps=maps3d, aif=selection.curve,
-                         provenance=provenance)
+    outputs = OutputSet(out_dir, output_names(stem, aif_voxels, auto_mask, kind), overwrite)
+    read_s = time.perf_counter() - t_start
+    result = evaluate(volume, kind=kind, method=method, method_params=method_params, aif=aif,
+                      mask=mask, rois=rois, ref=ref, **model_options)
+    prov = result.provenance
+    prov["command"] = command
+    prov["input"] = str(input_path)
+    prov["timings"]["load_s"] = round(read_s + prov["timings"]["load_s"], 4)
+    write_result(result, volume, outputs, stem, auto_mask, aif_voxels, t_start=t_start)
+    return result
 
 
 def _json_default(obj):

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from ..errors import ImageReadError, InputDataError, PerfmapError
 from ..io import nifti, tables
+from ..io.outputs import write_text_atomic
 from ..report.cohort import COHORT_COLUMNS, normalize_grade
 
 #: Columns every manifest must have.
@@ -315,19 +315,6 @@ def failed_row(known: dict, message: str, seconds: float = math.nan) -> dict:
     for key in RATIO_COLUMNS:
         row[key] = math.nan
     return row
-
-
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_cohort(path, columns: Sequence[str], rows: Iterable[Optional[dict]]) -> Path:

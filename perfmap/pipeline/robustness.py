@@ -49,12 +49,12 @@ from ..core.brainmask import auto_brain_mask
 from ..core.concentration import detect_baseline
 from ..errors import InputDataError, OutputExistsError, ParameterError, PerfmapError
 from ..io import nifti, tables
-from ..io.outputs import OutputSet
+from ..io.outputs import OutputSet, write_text_atomic
 from . import batch as batch_mod
 from . import executors
 from ..report.cohort import COHORT_COLUMNS
 from .manifest import (COHORT_NAME, Manifest, ManifestEntry, base_row, failed_row,
-                       format_manifest, read_manifest, write_cohort, write_text_atomic)
+                       format_manifest, read_manifest, write_cohort)
 
 DEGRADED_DIR = "degraded"
 NOISE_TABLE = "noise.tsv"

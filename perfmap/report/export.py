@@ -22,15 +22,15 @@ import io
 import json
 import math
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .. import __version__
 from ..errors import OutputExistsError, ParameterError, PerfmapError
+from ..io.outputs import OutputSet
 from .grading import MethodResult, SnrPoint
-from .stats import N_BOOT
+from .stats import N_BOOT, format_p
 
 PathLike = Union[str, os.PathLike]
 
@@ -72,16 +72,6 @@ def _pct(x: float) -> str:
 
 def _with_ci(value: str, lo: str, hi: str) -> str:
     return f"{value} ({lo}&ndash;{hi})"
-
-
-def format_p(p: float) -> str:
-    """p-value with two significant digits, ``< 0.0001`` below that."""
-    if not _finite(p):
-        return "n/a"
-    if p < 1e-4:
-        return "< 0.0001"
-    text = f"{p:.2g}"
-    return f"{p:.5f}".rstrip("0") if "e" in text else text
 
 
 def _seconds(r: MethodResult) -> str:
@@ -313,46 +303,18 @@ def _check_outputs(paths: list[Path], overwrite: bool) -> None:
             raise OutputExistsError(f"{p} already exists; use overwrite to replace it.")
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _write_all(contents: dict[Path, bytes]) -> None:
-    """Write every file to a temporary name, then move them all into place.
-
-    If moving one fails, the files this call created are removed again (files
-    it replaced with ``overwrite`` cannot be restored).
-    """
-    temps: list[tuple[str, Path]] = []
-    created: list[Path] = []
+    """Write every file to a temporary name, then move them all into place
+    (:class:`perfmap.io.outputs.OutputSet`): a failure leaves no partial file."""
     try:
-        for path, data in contents.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                       dir=path.parent)
-            temps.append((tmp, path))
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in temps:
-            existed = path.exists()
-            os.replace(tmp, path)
-            if not existed:
-                created.append(path)
+        with OutputSet.of_paths(list(contents), overwrite=True) as out:
+            for path, data in contents.items():
+                out.write(str(path), lambda p, data=data: p.write_bytes(data))
+            out.commit()
     except OSError as exc:
-        for path in created:
-            path.unlink(missing_ok=True)
         raise PerfmapError(
             f"could not write {exc.filename or 'the report'} ({exc.strerror or exc})."
         ) from None
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
 
 def write_report(results: Mapping[str, MethodResult], html_path: PathLike,

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import InputDataError
 from .cohort import Cohort, cohort_from_rows
-from .stats import (N_BOOT, _check, _check_boot, _percentile_ci, _replicates, auc, bootstrap_ci,
-                    mann_whitney, youden_cutoff)
+from .stats import (N_BOOT, auc, bootstrap_ci, bootstrapbootstrap_replicates, check_bootstrap_options,
+                    check_scores, mann_whitney, percentile_ci, youden_cutoff)
 
 CohortLike = Union[Cohort, Iterable[Mapping[str, Any]]]
 
@@ -136,7 +136,7 @@ def grading_table(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int 
     """
     cohort = _as_cohort(cohort)
     cohort.require_metric(metric)
-    _check_boot(n_boot, level)
+    check_bootstrap_options(n_boot, level)
     if snr is None:
         snr = cohort.default_snr()
     results: dict[str, MethodResult] = {}
@@ -207,7 +207,7 @@ def auc_by_snr(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int = N
     """
     cohort = _as_cohort(cohort)
     cohort.require_metric(metric)
-    _check_boot(n_boot, level)
+    check_bootstrap_options(n_boot, level)
     if not cohort.has_snr:
         raise InputDataError(f"{cohort.name} has no 'snr' column with values; "
                              "AUC vs SNR needs one.")
@@ -222,8 +222,8 @@ def auc_by_snr(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int = N
             if n1 < 2 or n0 < 2:
                 points.append(SnrPoint(method, level_snr, n1, n0, math.nan, (math.nan, math.nan)))
                 continue
-            s_, y_ = _check(s, y)
-            (a,) = _replicates(s_, y_, int(n_boot), seed, youden=False)  # AUC only
+            s_, y_ = check_scores(s, y)
+            (a,) = bootstrap_replicates(s_, y_, int(n_boot), seed, youden=False)  # AUC only
             points.append(SnrPoint(method, level_snr, n1, n0, auc(s, y),
-                                   _percentile_ci(a, level)))
+                                   percentile_ci(a, level)))
     return points

@@ -17,9 +17,8 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..errors import InputDataError, PerfmapError, ShapeError
-from .export import format_p
 from .grading import MethodResult, SnrPoint
-from .stats import roc_curve
+from .stats import format_p, roc_curve
 
 _DPI = 100
 

@@ -39,6 +39,7 @@ Mann HB, Whitney DR. On a test of whether one of two random variables is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -98,7 +99,7 @@ class BootstrapCI:
     seed: Optional[int]
 
 
-def _check(scores, labels):
+def check_scores(scores, labels):
     """Validate and convert to (float64 scores, bool labels)."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
@@ -142,7 +143,7 @@ def roc_curve(scores, labels) -> RocCurve:
     >>> r.fpr.tolist(), r.tpr.tolist()
     ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     order = np.argsort(-s, kind="stable")
     s_sorted, y_sorted = s[order], y[order]
     # last index of each run of equal scores (descending order)
@@ -202,7 +203,7 @@ def mann_whitney(scores, labels) -> MannWhitney:
     >>> r.u, round(r.p, 3)
     (9.0, 0.1)
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     res = _sps.mannwhitneyu(s[y], s[~y], alternative="two-sided")
     return MannWhitney(u=float(res.statistic), p=float(res.pvalue))
 
@@ -268,7 +269,7 @@ def youden_cutoff(scores, labels) -> YoudenCutoff:
     >>> float(r.cutoff), float(r.sensitivity), float(r.specificity), float(r.j)
     (1.75, 1.0, 1.0, 1.0)
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     S = np.concatenate([s[y], s[~y]])[None, :]
     c, se, sp, acc, j = _youden_rows(S, int(y.sum()))
     return YoudenCutoff(cutoff=float(c[0]), sensitivity=float(se[0]),
@@ -283,7 +284,7 @@ def _auc_rows(S: np.ndarray, n1: int) -> np.ndarray:
     return u / (n1 * n0)
 
 
-def _replicates(s, y, n_boot, seed, *, youden=True):
+def bootstrap_replicates(s, y, n_boot, seed, *, youden=True):
     """Bootstrap replicates of AUC (and the Youden quantities), chunked."""
     pos, neg = s[y], s[~y]
     n1, n0 = pos.size, neg.size
@@ -301,13 +302,13 @@ def _replicates(s, y, n_boot, seed, *, youden=True):
     return [np.concatenate(col) for col in zip(*parts)]
 
 
-def _percentile_ci(values: np.ndarray, level: float) -> tuple:
+def percentile_ci(values: np.ndarray, level: float) -> tuple:
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
     return (float(lo), float(hi))
 
 
-def _check_boot(n_boot, level):
+def check_bootstrap_options(n_boot, level):
     if int(n_boot) < 1:
         raise InputDataError(f"n_boot must be a positive number of replicates; got {n_boot}.")
     if not 0.0 < float(level) < 1.0:
@@ -344,11 +345,21 @@ def bootstrap_ci(scores, labels, *, n_boot: int = N_BOOT, seed: Optional[int] = 
     >>> 0.0 <= ci.auc[0] <= ci.auc[1] <= 1.0
     True
     """
-    s, y = _check(scores, labels)
-    _check_boot(n_boot, level)
-    a, c, se, sp, acc = _replicates(s, y, int(n_boot), seed)
+    s, y = check_scores(scores, labels)
+    check_bootstrap_options(n_boot, level)
+    a, c, se, sp, acc = bootstrap_replicates(s, y, int(n_boot), seed)
     return BootstrapCI(
-        auc=_percentile_ci(a, level), cutoff=_percentile_ci(c, level),
-        sensitivity=_percentile_ci(se, level), specificity=_percentile_ci(sp, level),
-        accuracy=_percentile_ci(acc, level), n_boot=int(n_boot), level=float(level), seed=seed,
+        auc=percentile_ci(a, level), cutoff=percentile_ci(c, level),
+        sensitivity=percentile_ci(se, level), specificity=percentile_ci(sp, level),
+        accuracy=percentile_ci(acc, level), n_boot=int(n_boot), level=float(level), seed=seed,
     )
+
+
+def format_p(p: float) -> str:
+    """p-value with two significant digits, ``< 0.0001`` below that."""
+    if not isinstance(p, (int, float)) or not math.isfinite(p):
+        return "n/a"
+    if p < 1e-4:
+        return "< 0.0001"
+    text = f"{p:.2g}"
+    return f"{p:.5f}".rstrip("0") if "e" in text else text

@@ -1,0 +1,104 @@
+"""Acquisition kinds: how a series of each kind becomes a fitted model.
+
+A kind (``dsc``; ``dce`` is one more entry) names its array model, its
+methods and what it needs from the acquisition; its step list lives with the
+model (:attr:`perfmap.models.DSCModel.steps`). :func:`perfmap.pipeline.compute`
+looks the kind up here, so adding a kind is registering a :class:`Kind`, not
+editing ``compute``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ParameterError
+from ..io.volume import Volume4D
+
+_KINDS: dict = {}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One acquisition kind.
+
+    Attributes
+    ----------
+    name : str
+        ``--kind`` value.
+    description : str
+        One line for help texts.
+    default_method : str
+        ``--method`` default.
+    methods : callable
+        ``methods() -> list of str``, the registered method names.
+    build_model : callable
+        ``build_model(volume, method, method_params, **options)`` returns the
+        array model; checks the acquisition values the kind needs and raises
+        :class:`perfmap.errors.ParameterError` naming the file and the option.
+    map_names : tuple of str
+        Maps written as ``STEM_<name>.nii.gz``.
+    """
+
+    name: str
+    description: str
+    default_method: str
+    methods: Callable[[], list]
+    build_model: Callable
+    map_names: tuple
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Add ``kind`` to the registry (a second kind of the same name is refused)."""
+    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+        raise ValueError(f"a kind named {kind.name!r} is already registered")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def available_kinds() -> list:
+    """Names of the registered kinds, sorted."""
+    return sorted(_KINDS)
+
+
+def get_kind(name: str) -> Kind:
+    """The kind registered as ``name``; an unknown name lists the valid ones."""
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise ParameterError(f"unknown kind {name!r}; choose one of: "
+                             f"{', '.join(available_kinds())}") from None
+
+
+# ------------------------------------------------------------------ DSC
+
+def _require(volume: Volume4D, value, name: str, option: str, key: str) -> None:
+    if value is None:
+        raise ParameterError(
+            f"{volume.source}: the {name} is missing: give {option} in seconds or add "
+            f"{key} to a JSON sidecar next to the input")
+
+
+def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, rho=None,
+               baseline_frames=None, n_skip=None):
+    from ..deconv.registry import check_parameter_names
+    from ..models import DSCModel
+
+    check_parameter_names(method, method_params)
+    _require(volume, volume.te, "echo time (TE)", "--te", "EchoTime")
+    _require(volume, volume.tr, "repetition time (TR)", "--tr", "RepetitionTime")
+    extra = {k: v for k, v in (("kh", kh), ("rho", rho)) if v is not None}
+    return DSCModel(method, te=volume.te, tr=volume.tr, baseline_frames=baseline_frames,
+                    n_skip=n_skip, **extra, **method_params)
+
+
+def _deconv_methods() -> list:
+    from ..deconv import available
+
+    return available()
+
+
+DSC = register_kind(Kind(
+    name="dsc", description="DSC-MRI: dR2*, deconvolution; CBF, CBV, MTT, Tmax, TTP",
+    default_method="osvd", methods=_deconv_methods, build_model=_dsc_model,
+    map_names=("cbf", "cbv", "mtt", "tmax", "ttp")))
