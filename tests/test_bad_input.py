@@ -193,10 +193,16 @@ def test_existing_outputs_not_overwritten(subject, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporaries left behind"
 
 
-def test_dce_not_implemented_says_so(subject, tmp_path):
+def test_kind_offers_only_the_kinds_that_exist(subject, tmp_path):
+    from perfmap.pipeline.kinds import available_kinds
+
     out = tmp_path / "out"
-    res = invoke(["compute", subject["input"], "--kind", "dce"] + base_args(subject, out))
-    assert_fails(res, "dce", out_dir=out)
+    res = invoke(["compute", subject["input"], "--kind", "nope"] + base_args(subject, out))
+    assert res.exit_code == 2
+    assert "Invalid value for '--kind': 'nope' is not" in res.stderr
+    for kind in available_kinds():
+        assert repr(kind) in res.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("defect", ["missing", "duplicated"])

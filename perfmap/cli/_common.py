@@ -1,4 +1,4 @@
-"""Shared pieces of the Click commands: error handling and common options."""
+"""Error handling shared by the Click commands."""
 
 from __future__ import annotations
 
@@ -25,15 +25,3 @@ def handle_errors(func):
             sys.exit(1)
 
     return wrapper
-
-
-def verbosity_options(func):
-    """``-v/--verbose`` and ``-q/--quiet`` (count), combined into ``verbosity``."""
-    func = click.option("-q", "--quiet", count=True, help="Print less (repeatable).")(func)
-    func = click.option("-v", "--verbose", count=True, help="Print more (repeatable).")(func)
-    return func
-
-
-def overwrite_option(func):
-    return click.option("--overwrite", is_flag=True,
-                        help="Replace existing output files (refused by default).")(func)

@@ -6,29 +6,9 @@ import sys
 
 import click
 
-from ._common import handle_errors, overwrite_option, verbosity_options
-
-
-def parse_methods(ctx, param, value):
-    """``osvd,tikhonov`` -> ``("osvd", "tikhonov")``, checked against the registry."""
-    from ..deconv import available
-
-    names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
-    if not names:
-        raise click.BadParameter("give at least one method", ctx=ctx, param=param)
-    valid = available()
-    unknown = [m for m in names if m not in valid]
-    if unknown:
-        raise click.BadParameter(f"unknown method(s) {', '.join(unknown)}; choose from: "
-                                 f"{', '.join(valid)}", ctx=ctx, param=param)
-    return names
-
-
-def torch_params(methods, device) -> dict:
-    """``method -> {"device": device}`` for the methods that run on torch."""
-    from ..deconv import get_backend
-
-    return {m: {"device": device} for m in methods if get_backend(m).needs_torch}
+from ._common import handle_errors
+from .options import (kind_option, method_params, methods_option, overwrite_option,
+                      param_options, scheduler_options, verbosity, verbosity_option)
 
 
 class ProgressBar:
@@ -56,35 +36,21 @@ class ProgressBar:
             self.bar.close()
 
 
-def scheduler_options(func):
-    """``--jobs`` and ``--scheduler``, shared by batch and robustness."""
-    func = click.option(
-        "--scheduler", metavar="ADDRESS|local",
-        help="Run on a Dask distributed cluster: a scheduler address (tcp://host:8786), or "
-             "'local' for a local cluster of --jobs worker processes. Needs "
-             "perfmap[distributed]; workers must see the same files.")(func)
-    func = click.option("--jobs", type=click.IntRange(min=1),
-                        help="Worker processes (default: all cores; 1 runs in this process).")(
-        func)
-    return func
-
-
 @click.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Batch folder: DIR/<subject>/<method>/, DIR/logs/, DIR/cohort.tsv.")
-@click.option("--method", "methods", default="osvd", show_default=True, callback=parse_methods,
-              help="Deconvolution method(s), comma-separated, e.g. osvd,tikhonov.")
+@kind_option
+@methods_option
+@param_options
 @scheduler_options
 @click.option("--resume", is_flag=True,
               help="Keep subjects whose outputs are complete; run the others again.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Device for the neural backend.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
-def batch(manifest, out_dir, methods, jobs, scheduler, resume, device, overwrite, verbose,
-          quiet):
+def batch(manifest, out_dir, kind, methods, params, device, model, jobs, scheduler, resume,
+          overwrite):
     """Compute every subject of MANIFEST.tsv with every --method.
 
     MANIFEST.tsv is tab-separated with the columns subject and input and
@@ -95,16 +61,18 @@ def batch(manifest, out_dir, methods, jobs, scheduler, resume, device, overwrite
     """
     from ..pipeline.batch import run_batch
 
-    bar = ProgressBar(quiet > 0, "batch")
+    quiet = verbosity() < 0
+    mparams = method_params(methods, params, device, model)
+    bar = ProgressBar(quiet, "batch")
     try:
         result = run_batch(manifest, out_dir, methods, jobs=jobs, scheduler=scheduler,
                            resume=resume, overwrite=overwrite,
-                           method_params=torch_params(methods, device), progress=bar,
+                           method_params=mparams, progress=bar, kind=kind,
                            command=["perfmap"] + sys.argv[1:])
     finally:
         bar.close()
     n = len(result.rows)
-    if quiet <= 0:
+    if not quiet:
         click.echo(f"batch: {n - result.n_failed} of {n} subject/method runs ok "
                    f"({result.n_run} run, {result.n_skipped} reused) in "
                    f"{result.wall_s:.1f} s", err=True)

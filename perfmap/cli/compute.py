@@ -7,8 +7,9 @@ import sys
 import click
 
 from ..core.curves import DEFAULT_KH, DEFAULT_RHO
-from ..deconv import available
-from ._common import handle_errors, overwrite_option, verbosity_options
+from ._common import handle_errors
+from .options import (kind_option, method_option, method_params, overwrite_option,
+                      param_options, verbosity, verbosity_option)
 
 
 def _parse_roi(ctx, param, values):
@@ -23,23 +24,6 @@ def _parse_roi(ctx, param, values):
     return rois
 
 
-def _parse_params(ctx, param, values):
-    params = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
-        for cast in (int, float):
-            try:
-                params[key] = cast(raw)
-                break
-            except ValueError:
-                continue
-        else:
-            params[key] = raw
-    return params
-
-
 def _parse_frames(ctx, param, value):
     if value is None:
         return None
@@ -51,19 +35,15 @@ def _parse_frames(ctx, param, value):
                                  param=param) from None
 
 
-@click.command()
+@click.command(epilog="'perfmap methods' lists every method with its parameters and defaults.")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@kind_option
+@method_option
+@param_options
 @click.option("--aif", default="auto", show_default=True,
               help="'auto', a 3D arterial mask (NIfTI), or a text curve (one value per frame).")
 @click.option("--mask", default="auto", show_default=True,
               help="'auto' (from the baseline image) or a 3D brain mask.")
-@click.option("--method", type=click.Choice(available()), default="osvd", show_default=True,
-              help="Deconvolution method.")
-@click.option("--param", "method_params", multiple=True, callback=_parse_params,
-              metavar="KEY=VALUE", help="Hyper-parameter of the method (repeatable), "
-              "e.g. --param oi_limit=0.1.")
-@click.option("--kind", type=click.Choice(["dsc", "dce"]), default="dsc", show_default=True,
-              help="Acquisition type (only dsc is implemented).")
 @click.option("--te", type=float, help="Echo time in seconds (overrides the headers).")
 @click.option("--tr", type=float, help="Repetition time in seconds (overrides the headers).")
 @click.option("--roi", "rois", multiple=True, callback=_parse_roi, metavar="NAME=PATH",
@@ -80,33 +60,26 @@ def _parse_frames(ctx, param, value):
 @click.option("--rho", type=float, default=DEFAULT_RHO, show_default=True,
               help="Brain tissue density (g/ml).")
 @click.option("--series", help="SeriesInstanceUID or SeriesNumber (DICOM folder with several).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Device for the neural backend.")
-@click.option("--model", type=click.Path(), help="Model weights for the neural backend.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
-def compute(input_path, aif, mask, method, method_params, kind, te, tr, rois, ref, out_dir,
-            baseline_frames, n_skip, kh, rho, series, device, model, overwrite, verbose, quiet):
-    """Compute CBF, CBV, MTT, Tmax and TTP maps for one DSC series.
+def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, rois, ref,
+            out_dir, baseline_frames, n_skip, kh, rho, series, overwrite):
+    """Compute perfusion maps for one series (DSC: CBF, CBV, MTT, Tmax, TTP).
 
     INPUT is a 4D NIfTI (.nii, .nii.gz) or a directory holding a DICOM series.
     Outputs go to --out-dir as STEM_cbf.nii.gz, STEM_cbv.nii.gz, STEM_mtt.nii.gz,
     STEM_tmax.nii.gz, STEM_ttp.nii.gz, STEM_aif.tsv and STEM_perfmap.json.
     """
-    from ..deconv import get_backend
     from ..pipeline import compute as run_compute
 
-    params = dict(method_params)
-    if get_backend(method).needs_torch:
-        params.setdefault("device", device)
-        if model is not None:
-            params.setdefault("model", model)
-    result = run_compute(input_path, aif=aif, mask=mask, method=method, method_params=params,
-                         kind=kind, te=te, tr=tr, rois=rois, ref=ref, out_dir=out_dir,
-                         overwrite=overwrite, baseline_frames=baseline_frames, n_skip=n_skip,
-                         kh=kh, rho=rho, series=series, command=["perfmap"] + sys.argv[1:])
-    level = verbose - quiet
+    mparams = method_params([method], params, device, model)[method]
+    result = run_compute(input_path, kind=kind, method=method, method_params=mparams, aif=aif,
+                         mask=mask, te=te, tr=tr, rois=rois, ref=ref, out_dir=out_dir,
+                         overwrite=overwrite, series=series,
+                         command=["perfmap"] + sys.argv[1:], kh=kh, rho=rho,
+                         baseline_frames=baseline_frames, n_skip=n_skip)
+    level = verbosity()
     if level >= 0:
         prov = result.provenance
         click.echo(f"{method}: {prov['voxels']['brain']} brain voxels, "

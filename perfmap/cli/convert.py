@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ._common import handle_errors, overwrite_option, verbosity_options
+from ._common import handle_errors
+from .options import overwrite_option, verbosity, verbosity_option
 
 
 @click.command("convert")
@@ -15,9 +16,9 @@ from ._common import handle_errors, overwrite_option, verbosity_options
 @click.option("--series", metavar="UID|NUMBER", default=None,
               help="SeriesInstanceUID or SeriesNumber to convert when DICOM_DIR holds several.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
-def convert(dicom_dir: Path, out: Path, series, overwrite: bool, verbose: int, quiet: int):
+def convert(dicom_dir: Path, out: Path, series, overwrite: bool):
     """Convert the DICOM series in DICOM_DIR into OUT (.nii or .nii.gz) plus OUT's .json.
 
     The image is float32 with RescaleSlope/Intercept applied, laid out and oriented
@@ -28,12 +29,13 @@ def convert(dicom_dir: Path, out: Path, series, overwrite: bool, verbose: int, q
     from ..io.dicom import convert_dicom
 
     written, vol = convert_dicom(dicom_dir, out, series=series, overwrite=overwrite)
-    if verbose and not quiet:
+    level = verbosity()
+    if level >= 1:
         m = vol.meta
         click.echo(f"series {m.get('SeriesNumber')} '{m.get('SeriesDescription')}': "
                    f"{'x'.join(map(str, vol.data.shape))}, frame interval "
                    f"{m.get('frame_interval')} s ({m.get('frame_times_source')}), "
                    f"TR {vol.tr} s, TE {vol.te} s")
-    if not quiet:
+    if level >= 0:
         for path in written:
             click.echo(str(path))

@@ -11,6 +11,7 @@ import importlib
 import click
 
 from .. import __version__
+from .options import setup_logging, verbosity_option
 
 #: command name -> "module:attribute" of its click command, and a one-line help.
 COMMANDS = {
@@ -25,6 +26,8 @@ COMMANDS = {
     "robustness": ("perfmap.cli.robustness:robustness",
                    "Noise study: degrade a cohort to several SNRs and report AUC vs SNR."),
     "train": ("perfmap.cli.train:train", "Train the PHAE neural encoder (self-supervised)."),
+    "methods": ("perfmap.cli.methods:methods",
+                "List each kind's methods and their parameters with defaults."),
 }
 
 
@@ -51,5 +54,7 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="perfmap")
+@verbosity_option
 def cli():
     """perfmap: DSC-MRI perfusion maps (CBF, CBV, MTT, Tmax, TTP) and glioma-grading ratios."""
+    setup_logging()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ._common import handle_errors, overwrite_option, verbosity_options
+from ._common import handle_errors
+from .options import overwrite_option, seed_option, verbosity, verbosity_option
 
 
 @click.command()
@@ -19,17 +20,17 @@ from ._common import handle_errors, overwrite_option, verbosity_options
               help="Cohort column graded (higher means HGG).")
 @click.option("--n-boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap replicates for the confidence intervals.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@seed_option("Bootstrap seed.")
 @click.option("--level", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               default=0.95, show_default=True, help="Confidence level.")
 @click.option("--title", help="Report title.")
 @click.option("--thumbnails/--no-thumbnails", default=True, show_default=True,
               help="Add a montage of mid-slice CBF maps when the cohort's folder holds them.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
 def report(cohort, html, json_path, csv_path, metric, n_boot, seed, level, title, thumbnails,
-           overwrite, verbose, quiet):
+           overwrite):
     """Write the grading report (ROC/AUC, Youden cut-off, Mann-Whitney U) of COHORT.tsv.
 
     COHORT.tsv is the cohort table of perfmap batch (or perfmap robustness,
@@ -42,6 +43,6 @@ def report(cohort, html, json_path, csv_path, metric, n_boot, seed, level, title
     written = report_from_cohort(cohort, html, json_path, csv_path, metric=metric,
                                  n_boot=n_boot, seed=seed, level=level, overwrite=overwrite,
                                  title=title, thumbnails=images or None)
-    if quiet <= 0:
+    if verbosity() >= 0:
         for path in written.values():
             click.echo(str(path))

@@ -6,8 +6,11 @@ import sys
 
 import click
 
-from ._common import handle_errors, overwrite_option, verbosity_options
-from .batch import ProgressBar, parse_methods, scheduler_options
+from ._common import handle_errors
+from .batch import ProgressBar
+from .options import (kind_option, method_params, methods_option, overwrite_option,
+                      param_options, scheduler_options, seed_option, verbosity,
+                      verbosity_option)
 
 
 def _parse_levels(ctx, param, value):
@@ -26,12 +29,12 @@ def _parse_levels(ctx, param, value):
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--snr", "levels", default="50,40,30,20,10", show_default=True,
               callback=_parse_levels, help="Target SNR levels, comma-separated.")
-@click.option("--method", "methods", default="osvd", show_default=True, callback=parse_methods,
-              help="Deconvolution method(s), comma-separated.")
+@kind_option
+@methods_option
+@param_options
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Study folder (degraded series, one batch per level, cohort.tsv, report).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the noise (per subject and level) and of the bootstrap.")
+@seed_option("Seed of the noise (per subject and level) and of the bootstrap.")
 @scheduler_options
 @click.option("--metric", default="cbf_ratio", show_default=True,
               help="Cohort column graded in the report.")
@@ -39,10 +42,10 @@ def _parse_levels(ctx, param, value):
               help="Bootstrap replicates of the report.")
 @click.option("--resume", is_flag=True, help="Keep finished results; run the rest.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
-def robustness(manifest, levels, methods, out_dir, seed, jobs, scheduler, metric, n_boot,
-               resume, overwrite, verbose, quiet):
+def robustness(manifest, levels, kind, methods, params, device, model, out_dir, seed, jobs,
+               scheduler, metric, n_boot, resume, overwrite):
     """Add Gaussian noise to every subject of MANIFEST.tsv down to each --snr level,
     recompute the AIF and the maps with every --method, and report AUC against SNR.
 
@@ -52,18 +55,21 @@ def robustness(manifest, levels, methods, out_dir, seed, jobs, scheduler, metric
     """
     from ..pipeline.robustness import run_robustness
 
-    bar = ProgressBar(quiet > 0, "robustness")
-    note = (lambda msg: None) if quiet > 0 else \
+    quiet = verbosity() < 0
+    mparams = method_params(methods, params, device, model)
+    bar = ProgressBar(quiet, "robustness")
+    note = (lambda msg: None) if quiet else \
         (lambda msg: click.echo(f"perfmap: note: {msg}", err=True))
     try:
         result = run_robustness(manifest, out_dir, levels, methods, seed=seed, jobs=jobs,
+                                method_params=mparams, kind=kind,
                                 scheduler=scheduler, resume=resume, overwrite=overwrite,
                                 metric=metric, n_boot=n_boot, progress=bar, notify=note,
                                 command=["perfmap"] + sys.argv[1:])
     finally:
         bar.close()
     click.echo(str(result.cohort_path))
-    if quiet <= 0:
+    if not quiet:
         for path in result.report.values():
             click.echo(str(path))
     problems = []

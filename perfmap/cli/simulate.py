@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..core.curves import RESIDUE_SHAPES
-from ._common import handle_errors, overwrite_option, verbosity_options
+from ._common import handle_errors
+from .options import overwrite_option, seed_option, verbosity, verbosity_option
 
 
 def _parse_shape(ctx, param, value):
@@ -40,12 +41,12 @@ def _parse_shape(ctx, param, value):
               help="Tissue bolus delay relative to the AIF (s).")
 @click.option("--dispersion", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Exponential dispersion time constant (s).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@seed_option("Random seed.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
 def simulate(out_dir, n_subjects, snr, hgg_fraction, shape, n_frames, tr, te, residue, delay,
-             dispersion, seed, overwrite, verbose, quiet):
+             dispersion, seed, overwrite):
     """Write DSC phantoms with ground truth into OUT_DIR, with a manifest.tsv.
 
     Each subject gets a 4D series, a JSON sidecar, AIF/brain/tumour/reference
@@ -57,6 +58,6 @@ def simulate(out_dir, n_subjects, snr, hgg_fraction, shape, n_frames, tr, te, re
                                hgg_fraction=hgg_fraction, shape=shape, n_frames=n_frames,
                                tr=tr, te=te, residue=residue, delay=delay,
                                dispersion=dispersion, seed=seed, overwrite=overwrite)
-    if quiet <= 0:
+    if verbosity() >= 0:
         click.echo(f"wrote {n_subjects} phantom(s) to {out_dir}", err=True)
     click.echo(str(manifest))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ._common import handle_errors, overwrite_option, verbosity_options
+from ._common import handle_errors
+from .options import device_option, overwrite_option, seed_option, verbosity, verbosity_option
 
 
 def _range(ctx, param, value):
@@ -34,12 +35,10 @@ def _range(ctx, param, value):
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True, help="Learning rate: constant (the paper) or cosine decay "
               "per epoch towards 0.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the initialisation, the simulated data and the batch order.")
+@seed_option("Seed of the initialisation, the simulated data and the batch order.")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
               show_default=True, help="Fraction of the curves held out for validation.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@device_option
 @click.option("--n-curves", type=click.IntRange(min=0), default=100000, show_default=True,
               help="Simulated training curves (0: only the --manifest exams).")
 @click.option("--snr", "snr_range", callback=_range, default="5:200", show_default=True,
@@ -63,11 +62,11 @@ def _range(ctx, param, value):
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 @overwrite_option
-@verbosity_options
+@verbosity_option
 @handle_errors
 def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_curves, snr_range,
           mtt_range, cbv_range, manifest, max_voxels, init, resume, checkpoint, threads,
-          progress, overwrite, verbose, quiet):
+          progress, overwrite):
     """Train the PHAE encoder without reference maps (self-supervised).
 
     The loss is the mean absolute error between each tissue curve and its
@@ -77,7 +76,8 @@ def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_c
     how to fine-tune on your scanner (with --init models/phae_dsc.pt).
     """
     from ..errors import OutputExistsError
-    from ..neural.train import TrainOptions, train as run_train
+    from ..neural.train import TrainOptions
+    from ..pipeline.train import run_training as run_train
 
     out_path = Path(out)
     if out_path.exists() and not overwrite and not resume:
@@ -87,7 +87,7 @@ def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_c
                         val_fraction=val_fraction, device=device, snr_range=snr_range,
                         mtt_range=mtt_range, cbv_range=cbv_range, manifest=manifest,
                         max_voxels=max_voxels, init=init, checkpoint=checkpoint, threads=threads)
-    level = verbose - quiet
+    level = verbosity()
     result = run_train(opts, resume=resume, command=["perfmap", "train"] + sys.argv[2:]
                        if len(sys.argv) > 1 and sys.argv[1] == "train" else None,
                        progress=progress and level >= 0,

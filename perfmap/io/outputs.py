@@ -99,8 +99,19 @@ class OutputSet:
         missing = [n for n in self._paths if n not in self._tmp]
         if missing:
             raise PerfmapError(f"internal error: outputs not written: {', '.join(missing)}")
-        for name, tmp in self._tmp.items():
-            os.replace(tmp, self._paths[name])
+        created = []
+        try:
+            for name, tmp in self._tmp.items():
+                final = self._paths[name]
+                existed = final.exists()
+                os.replace(tmp, final)
+                if not existed:
+                    created.append(final)
+        except OSError:
+            # Undo what this commit added (files it replaced cannot be restored).
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
         self._tmp.clear()
         return list(self._paths.values())
 

@@ -250,6 +250,28 @@ class DSCModel:
         self.aif_options = dict(aif_options or {})
         self.backend = make_backend(method, **method_params)
 
+    def prepare(self, signal, mask="auto", aif="auto", frame_times=None,
+                until: str = "aif") -> Work:
+        """Run the steps up to and including ``until`` and return their work record.
+
+        For callers that need the prepared curves rather than maps (training
+        on real exams: ``work.brain_conc``, ``work.aif.curve``, ``work.grid``).
+        """
+        work = self._start(signal, mask, aif, frame_times)
+        names = [s.name for s in self.steps]
+        if until not in names:
+            raise ParameterError(f"no step {until!r}; the steps are {', '.join(names)}")
+        return run_steps(self, self.steps[:names.index(until) + 1], work)
+
+    def _start(self, signal, mask, aif, frame_times) -> Work:
+        signal = check_signal(signal)
+        work = Work(signal=signal)
+        work.frame_times = frame_times_for(signal, frame_times, self.tr)
+        work.brain_mask = None if is_auto(mask) else check_mask(mask, signal, "brain mask")
+        work.aif_mask, work.aif_curve = check_aif(aif, signal)
+        work.info.update(tr_s=self.tr, frames=int(signal.shape[-1]))
+        return work
+
     def fit(self, signal, mask="auto", aif="auto", frame_times=None) -> DSCFit:
         """Fit every brain voxel of a 4D DSC series.
 
@@ -274,12 +296,6 @@ class DSCModel:
         ------
         ShapeError, InputDataError, ParameterError
         """
-        signal = check_signal(signal)
-        work = Work(signal=signal)
-        work.frame_times = frame_times_for(signal, frame_times, self.tr)
-        work.brain_mask = None if is_auto(mask) else check_mask(mask, signal, "brain mask")
-        work.aif_mask, work.aif_curve = check_aif(aif, signal)
-        work.info.update(tr_s=self.tr, frames=int(signal.shape[-1]))
-        run_steps(self, self.steps, work)
+        work = run_steps(self, self.steps, self._start(signal, mask, aif, frame_times))
         return DSCFit(self, work)
 

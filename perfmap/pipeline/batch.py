@@ -78,6 +78,7 @@ class Task:
     method_params: dict = field(default_factory=dict)
     overwrite: bool = False
     command: Optional[tuple] = None
+    kind: str = "dsc"
 
 
 @dataclass
@@ -129,7 +130,8 @@ class BatchResult:
 
 # ------------------------------------------------------------------ one task
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """One-line message for a failed task (its cohort row and the log)."""
     text = " ".join(str(exc).split())
     if isinstance(exc, PerfmapError):
         return text or type(exc).__name__
@@ -198,7 +200,7 @@ def run_task(task: Task) -> dict:
                 _remove_temporaries(Path(task.out_dir))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = compute(task.input, aif=task.aif, mask=task.mask, method=task.method,
+                result = compute(task.input, kind=task.kind, aif=task.aif, mask=task.mask, method=task.method,
                                  method_params=dict(task.method_params), te=task.te,
                                  tr=task.tr,
                                  rois={TUMOUR_ROI: task.tumour} if task.tumour else None,
@@ -214,7 +216,7 @@ def run_task(task: Task) -> dict:
             log.write(f"timings {json.dumps(prov.get('timings', {}))}\n")
             log.write("status ok\n")
         except Exception as exc:  # recorded, never propagated: the batch goes on
-            message = _one_line(exc)
+            message = one_line(exc)
             row = failed_row(task.base_row, message, round(time.perf_counter() - t0, 4))
             if not isinstance(exc, (PerfmapError, MemoryError)):
                 log.write(traceback.format_exc())
@@ -224,22 +226,26 @@ def run_task(task: Task) -> dict:
 
 # ------------------------------------------------------------------ planning and running
 
-def check_methods(methods: Sequence[str]) -> tuple:
-    """Validate method names against the registry; duplicates removed, order kept."""
-    from ..deconv import get_backend
+def check_methods(methods: Sequence[str], kind: str = "dsc") -> tuple:
+    """Validate method names against the kind's registry; duplicates removed, order kept."""
+    from .kinds import get_kind
 
     names = tuple(dict.fromkeys(m.strip() for m in methods if m and m.strip()))
     if not names:
-        raise ParameterError("no deconvolution method given")
-    for name in names:
-        get_backend(name)
+        raise ParameterError("no method given")
+    k = get_kind(kind)
+    valid = k.methods()
+    unknown = [m for m in names if m not in valid]
+    if unknown:
+        raise ParameterError(f"unknown {kind} method {unknown[0]!r}; choose one of: "
+                             f"{', '.join(valid)}")
     return names
 
 
 def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
                   resume: bool = False, overwrite: bool = False,
                   method_params: Optional[dict] = None,
-                  command: Optional[Sequence[str]] = None) -> BatchPlan:
+                  command: Optional[Sequence[str]] = None, kind: str = "dsc") -> BatchPlan:
     """Plan a batch: one task per subject and method, complete pairs found when resuming.
 
     Parameters
@@ -258,6 +264,8 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
         ``method -> {parameter: value}`` for the backends' constructors.
     command : sequence of str, optional
         Command line recorded in every JSON.
+    kind : str
+        Acquisition kind of every subject (``perfmap.pipeline.kinds``).
 
     Returns
     -------
@@ -271,7 +279,7 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
         ``out_dir`` holds batch results and neither ``resume`` nor
         ``overwrite`` is set (checked before anything is written).
     """
-    methods = check_methods(methods)
+    methods = check_methods(methods, kind)
     out_dir = Path(os.path.abspath(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise ParameterError(f"--out-dir {out_dir} is a file, not a folder")
@@ -284,9 +292,9 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
                 mask=entry.mask, tumour=entry.tumour, ref=entry.ref, te=entry.te, tr=entry.tr,
                 out_dir=str(folder),
                 log_path=str(out_dir / LOG_DIR / f"{entry.subject}_{method}.log"),
-                base_row=base_row(entry, method),
+                base_row=base_row(entry, method, kind),
                 method_params=dict((method_params or {}).get(method, {})),
-                overwrite=overwrite, command=tuple(command) if command else None))
+                overwrite=overwrite, command=tuple(command) if command else None, kind=kind))
     if not (resume or overwrite):
         used = [str(out_dir / COHORT_NAME)] if (out_dir / COHORT_NAME).exists() else []
         used += [t.out_dir for t in tasks if Path(t.out_dir).is_dir()
@@ -356,7 +364,7 @@ def run_plans(plans: Sequence[BatchPlan], *, jobs: Optional[int] = None,
             p_idx, i = pending[k]
             plan, task = plans[p_idx], plans[p_idx].tasks[i]
             if error is not None:
-                row = failed_row(task.base_row, f"worker error: {_one_line(error)}")
+                row = failed_row(task.base_row, f"worker error: {one_line(error)}")
             plan.rows[i] = row
             stats[p_idx]["run"] += 1
             if row["status"] == "ok" and math.isfinite(row["seconds"]):
@@ -386,7 +394,7 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
               jobs: Optional[int] = None, scheduler: Optional[str] = None,
               resume: bool = False, overwrite: bool = False,
               method_params: Optional[dict] = None, progress: Optional[ProgressCallback] = None,
-              command: Optional[Sequence[str]] = None) -> BatchResult:
+              command: Optional[Sequence[str]] = None, kind: str = "dsc") -> BatchResult:
     """Compute every subject of a manifest with every method (``perfmap batch``).
 
     Parameters
@@ -399,7 +407,7 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
         Registered deconvolution methods, each run for every subject.
     jobs, scheduler, progress
         Where and how the tasks run (:func:`run_plans`).
-    resume, overwrite, method_params, command
+    resume, overwrite, method_params, command, kind
         As in :func:`prepare_batch`.
 
     Returns
@@ -415,5 +423,5 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
     """
     manifest = read_manifest(manifest_path)
     plan = prepare_batch(manifest, out_dir, methods, resume=resume, overwrite=overwrite,
-                         method_params=method_params, command=command)
+                         method_params=method_params, command=command, kind=kind)
     return run_plans([plan], jobs=jobs, scheduler=scheduler, progress=progress)[0]

@@ -325,10 +325,11 @@ def write_cohort(path, columns: Sequence[str], rows: Iterable[Optional[dict]]) -
     return path
 
 
-def base_row(entry: ManifestEntry, method: str) -> dict:
+def base_row(entry: ManifestEntry, method: str, kind: str = "dsc") -> dict:
     """The cohort cells of a subject and method known before the run."""
     row = {c: "" for c in COHORT_COLUMNS}
-    row.update(subject=entry.subject, grade=entry.grade, method=method, seconds=math.nan)
+    row.update(subject=entry.subject, grade=entry.grade, kind=kind, method=method,
+               seconds=math.nan)
     row.update(entry.extra)
     return row
 

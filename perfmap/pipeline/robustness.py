@@ -200,7 +200,7 @@ def degrade_subject(task: DegradeTask) -> list:
     A subject that cannot be read or measured gives records with ``error`` set
     (nothing written); the study goes on with the others.
     """
-    from .compute import load_series
+    from ..io.series import load_series
 
     entry = task.entry
     root = Path(task.root)
@@ -222,7 +222,7 @@ def degrade_subject(task: DegradeTask) -> list:
             mean, sd, snr_in = baseline_snr(volume.data, mask, window)
             sidecar = nifti.read_sidecar(entry.input) if nifti.is_nifti(entry.input) else {}
         except (PerfmapError, MemoryError) as exc:
-            message = batch_mod._one_line(exc)
+            message = batch_mod.one_line(exc)
             return [_record(entry.subject, lvl, error=f"cannot degrade: {message}")
                     for lvl in task.levels]
         for lvl in todo:
@@ -314,7 +314,8 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
                    n_boot: Optional[int] = None, report: bool = True,
                    progress: Optional[batch_mod.ProgressCallback] = None,
                    notify: Optional[Callable[[str], None]] = None,
-                   command: Optional[Sequence[str]] = None) -> RobustnessResult:
+                   command: Optional[Sequence[str]] = None, kind: str = "dsc",
+                   method_params: Optional[dict] = None) -> RobustnessResult:
     """Degrade a cohort to several SNR levels, process it, and grade AUC vs SNR.
 
     Parameters
@@ -347,6 +348,10 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
         Receives each user message as it arises (see ``RobustnessResult.notes``).
     command : sequence of str, optional
         Command line recorded in every JSON.
+    kind : str
+        Acquisition kind of the cohort.
+    method_params : dict, optional
+        ``method -> {parameter: value}``, as in :func:`perfmap.pipeline.batch.prepare_batch`.
 
     Returns
     -------
@@ -356,7 +361,7 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
 
     levels = _check_levels(levels)
     manifest = read_manifest(manifest_path)
-    methods = batch_mod.check_methods(methods)
+    methods = batch_mod.check_methods(methods, kind)
     out_dir = Path(os.path.abspath(out_dir))
     root = out_dir / DEGRADED_DIR
     cohort_path = out_dir / COHORT_NAME
@@ -383,7 +388,8 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
             [[r[c] for c in NOISE_COLUMNS] + [r["error"]] for r in noise]))
         plans, failed_rows, columns = _level_plans(manifest, methods, levels, records, out_dir,
                                                    resume=resume, overwrite=overwrite,
-                                                   command=command)
+                                                   command=command, kind=kind,
+                                                   method_params=method_params)
 
         def write_combined():
             rows = [r for plan in plans for r in plan.rows if r is not None] + failed_rows
@@ -404,7 +410,7 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
                                          seed=seed, overwrite=True,
                                          title=f"Noise robustness: {metric}")
         except PerfmapError as exc:
-            report_error = batch_mod._one_line(exc)
+            report_error = batch_mod.one_line(exc)
     return RobustnessResult(cohort_path=cohort_path, report=written, report_error=report_error,
                             noise=noise, notes=notes, n_failed=n_failed, batches=batches)
 
@@ -418,13 +424,14 @@ def _degrade_all(manifest, levels, seed, root, jobs, client, *, resume, overwrit
     for i, recs, error in executors.execute(degrade_subject, tasks, jobs=jobs, client=client):
         if error is not None:
             recs = [_record(tasks[i].entry.subject, lvl,
-                            error=f"cannot degrade: {batch_mod._one_line(error)}")
+                            error=f"cannot degrade: {batch_mod.one_line(error)}")
                     for lvl in levels]
         records[i] = recs
     return records
 
 
-def _level_plans(manifest, methods, levels, records, out_dir, *, resume, overwrite, command):
+def _level_plans(manifest, methods, levels, records, out_dir, *, resume, overwrite, command,
+                 kind="dsc", method_params=None):
     """One batch plan per level (its manifest written), and the rows of failed subjects."""
     root = out_dir / DEGRADED_DIR
     extras = [c for c in manifest.extra_columns if c not in ROBUSTNESS_COLUMNS]
@@ -440,11 +447,11 @@ def _level_plans(manifest, methods, levels, records, out_dir, *, resume, overwri
                            source=str(level_dir / "manifest.tsv"))
             plans.append(batch_mod.prepare_batch(
                 sub, out_dir / level_name(lvl), methods, resume=resume, overwrite=overwrite,
-                command=command))
+                command=command, kind=kind, method_params=method_params))
         for e, recs in zip(manifest.entries, records):
             if recs[k]["error"]:
                 bad = _degraded_entry(e, recs[k], extras)
-                failed_rows += [failed_row(base_row(bad, m), recs[k]["error"])
+                failed_rows += [failed_row(base_row(bad, m, kind), recs[k]["error"])
                                 for m in methods]
     columns = list(COHORT_COLUMNS) + list(extras) + list(ROBUSTNESS_COLUMNS)
     return plans, failed_rows, columns

@@ -43,7 +43,7 @@ from ..errors import ImageReadError, InputDataError
 
 #: Columns written by ``perfmap batch``, in order.
 COHORT_COLUMNS = (
-    "subject", "grade", "method", "status", "error", "seconds",
+    "subject", "grade", "kind", "method", "status", "error", "seconds",
     "cbf_ratio", "cbv_ratio", "mtt_ratio",
 )
 #: Columns a cohort table must have.

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputDataError
 from .cohort import Cohort, cohort_from_rows
-from .stats import (N_BOOT, auc, bootstrap_ci, bootstrapbootstrap_replicates, check_bootstrap_options,
+from .stats import (N_BOOT, auc, bootstrap_ci, bootstrap_replicates, check_bootstrap_options,
                     check_scores, mann_whitney, percentile_ci, youden_cutoff)
 
 CohortLike = Union[Cohort, Iterable[Mapping[str, Any]]]

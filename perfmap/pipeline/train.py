@@ -1,0 +1,89 @@
+"""``perfmap train``: PHAE training with real exams from a manifest, written atomically.
+
+The training loop is :func:`perfmap.neural.train.train`; this module adds what
+needs files: the exams of a manifest, prepared exactly as :func:`perfmap.compute`
+prepares them (:class:`perfmap.models.DSCModel`'s steps up to the AIF), and
+the atomic writer for the weights, checkpoints and model card.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import InputDataError
+from ..io import nifti
+from ..io.outputs import write_atomic
+from ..io.series import load_series
+from .kinds import get_kind
+from .manifest import read_manifest
+
+
+def exam_curves(manifest, config: dict, max_voxels: int = 20000, seed: int = 0,
+                log: Optional[Callable] = None):
+    """Encoder inputs from the real exams of a manifest, for (fine-)tuning PHAE.
+
+    Columns: ``subject``, ``input``, optional ``aif`` (3D arterial mask or
+    ``auto``), ``mask`` (brain mask or ``auto``), ``te``, ``tr`` (s); read by
+    :func:`perfmap.pipeline.manifest.read_manifest`. Each exam goes through the
+    DSC model's own loading, baseline detection, dR2* conversion and AIF
+    selection; at most ``max_voxels`` brain voxels per exam are drawn at random
+    (with ``seed``).
+
+    Returns
+    -------
+    perfmap.neural.data.CurveSet
+
+    Raises
+    ------
+    PerfmapError
+        Any exam that cannot be read or prepared (the message names it).
+    """
+    from ..neural.data import CurveSet, apply_plan, grid_plan
+
+    entries = read_manifest(manifest).entries
+    rng = np.random.default_rng(seed)
+    sets = []
+    for entry in entries:
+        volume = load_series(entry.input, te=entry.te, tr=entry.tr)
+        model = get_kind("dsc").build_model(volume, "csvd", {})
+        brain = "auto" if entry.mask == "auto" else nifti.load_mask(entry.mask, volume,
+                                                                    "brain mask")
+        aif = "auto" if entry.aif == "auto" else nifti.load_mask(entry.aif, volume, "AIF mask")
+        try:
+            work = model.prepare(volume.data, mask=brain, aif=aif,
+                                 frame_times=volume.frame_times)
+        except InputDataError as exc:
+            raise InputDataError(f"{entry.input}: {exc}") from None
+        conc = work.brain_conc
+        ok = ~work.invalid & np.all(np.isfinite(conc), axis=1)
+        idx = np.flatnonzero(ok)
+        if len(idx) > max_voxels:
+            idx = np.sort(rng.choice(idx, max_voxels, replace=False))
+        plan = grid_plan(work.aif.curve, work.grid.dt, config)
+        x, _, failed = apply_plan(conc[idx], plan)
+        x = x[~failed]
+        k = len(x)
+        nan = np.full(k, np.nan, np.float32)
+        sets.append(CurveSet(x, np.broadcast_to(plan.valid, (k, plan.valid.size)).copy(),
+                             nan, nan.copy(), nan.copy(),
+                             source=[f"exam {entry.subject}: {k} curves from {entry.input}"]))
+        if log is not None:
+            log(f"{entry.subject}: {k} curves")
+    return CurveSet.concat(sets)
+
+
+def run_training(opts, resume=None, command=None, progress: bool = True,
+                 log: Callable = print):
+    """Train PHAE (:func:`perfmap.neural.train.train`) with ``opts.manifest`` exams and
+    atomic writes of the weights, checkpoints and card."""
+    from ..neural.train import train
+
+    extra = None
+    if opts.manifest:
+        log(f"loading real exams from {opts.manifest}")
+        extra = exam_curves(opts.manifest, opts.config, opts.max_voxels, seed=opts.seed,
+                            log=log)
+    return train(opts, resume=resume, command=command, progress=progress, log=log,
+                 extra_curves=extra, write=write_atomic)
