@@ -40,10 +40,12 @@ def _median_time(fn, repeats):
     return statistics.median(times), times
 
 
-def _run_child(cmd):
-    """Run ``cmd``; return (wall seconds, peak RSS in MiB, exit code)."""
+def _run_child(cmd, env=None):
+    """Run ``cmd`` (``env``: extra environment variables); return (wall seconds, peak RSS
+    in MiB, exit code)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
     _, status, rusage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
@@ -61,14 +63,17 @@ def main(argv=None):
     parser.add_argument("--no-e2e", action="store_true", help="skip end-to-end runs")
     parser.add_argument("--auto", action="store_true",
                         help="also time the default run (--mask auto --aif auto) end to end")
+    parser.add_argument("--baseline-tree", metavar="DIR",
+                        help="also time 'perfmap compute' from another source tree (e.g. a "
+                             "'git worktree' of an older commit), interleaved with this one")
     args = parser.parse_args(argv)
     shape = tuple(int(v) for v in args.shape.split("x"))
     methods = [m for m in args.methods.split(",") if m]
 
     from perfmap.deconv import get_backend
-    from perfmap.pipeline.compute import load_series
-    from perfmap.pipeline.signal import prepare_signal, select_aif
     from perfmap.io.nifti import load_mask
+    from perfmap.io.series import load_series
+    from perfmap.models import DSCModel
     from perfmap.io.tables import read_tsv
     from perfmap.simulate import simulate_cohort
 
@@ -84,47 +89,62 @@ def main(argv=None):
         volume = load_series(inp)
         brain = load_mask(mask, volume)
         aif_mask = load_mask(aif, volume)
-        prepared = prepare_signal(volume, brain_mask=brain, extra_mask=aif_mask)
-        curve = select_aif(prepared, aif_mask=aif_mask).curve
-        n = prepared.brain_conc.shape[0]
+        work = DSCModel("csvd", te=volume.te, tr=volume.tr).prepare(
+            volume.data, mask=brain, aif=aif_mask, frame_times=volume.frame_times)
+        conc, curve, dt = work.brain_conc, work.aif.curve, work.grid.dt
+        n = conc.shape[0]
         print(f"volume {shape} x {args.frames} frames, {n} brain voxels "
               f"(simulated in {sim_s:.1f} s); torch threads n/a; cores {os.cpu_count()}")
         rows = []
         for method in methods:
             backend = get_backend(method)()
-            backend.fit(prepared.brain_conc[:2048], curve, prepared.dt)  # warm-up
-            med, _ = _median_time(lambda: backend.fit(prepared.brain_conc, curve, prepared.dt),
-                                  args.repeats)
-            e2e = mem = auto = float("nan")
+            backend.fit(conc[:2048], curve, dt)  # warm-up
+            med, _ = _median_time(lambda: backend.fit(conc, curve, dt), args.repeats)
+            e2e = mem = auto = old = float("nan")
             if not args.no_e2e:
                 given = ["--aif", aif, "--mask", mask]
-                e2e, mem = _end_to_end(inp, given, method, args.repeats, tmp / "given")
+                e2e, mem, old = _end_to_end(inp, given, method, args.repeats, tmp / "given",
+                                            args.baseline_tree)
                 if args.auto:
-                    auto, auto_mem = _end_to_end(inp, [], method, args.repeats, tmp / "auto")
+                    auto, auto_mem, _ = _end_to_end(inp, [], method, args.repeats,
+                                                    tmp / "auto")
                     mem = max(mem, auto_mem)
-            rows.append((method, med, n / med, e2e, auto, mem))
+            rows.append((method, med, n / med, e2e, auto, mem, old))
         print()
         auto_col = " end-to-end, auto mask and AIF (s) |" if args.auto else ""
+        old_col = " end-to-end, baseline tree (s) |" if args.baseline_tree else ""
         print("| method | deconvolution (s) | voxels/s | end-to-end compute (s) |"
-              f"{auto_col} peak memory (MiB) |")
-        print("|---|---|---|---|" + ("---|" if args.auto else "") + "---|")
-        for method, med, vps, e2e, auto, mem in rows:
+              f"{auto_col}{old_col} peak memory (MiB) |")
+        print("|---|---|---|---|" + ("---|" if args.auto else "")
+              + ("---|" if args.baseline_tree else "") + "---|")
+        for method, med, vps, e2e, auto, mem, old in rows:
             auto_cell = f" {auto:.2f} |" if args.auto else ""
-            print(f"| {method} | {med:.3f} | {vps:,.0f} | {e2e:.2f} |{auto_cell} {mem:.0f} |")
+            old_cell = f" {old:.2f} |" if args.baseline_tree else ""
+            print(f"| {method} | {med:.3f} | {vps:,.0f} | {e2e:.2f} |{auto_cell}{old_cell} "
+                  f"{mem:.0f} |")
 
 
-def _end_to_end(inp, options, method, repeats, out_root):
-    """Median wall seconds and largest peak RSS (MiB) of ``perfmap compute`` runs."""
-    walls, mems = [], []
+def _end_to_end(inp, options, method, repeats, out_root, baseline_tree=None):
+    """Median wall seconds, largest peak RSS (MiB) of ``perfmap compute`` runs, and the
+    median wall seconds of the same runs from ``baseline_tree`` (NaN without one),
+    alternating the two so both see the same machine load."""
+    walls, mems, old = [], [], []
     for i in range(repeats):
         cmd = [sys.executable, "-m", "perfmap", "compute", inp, *options, "--method", method,
                "--out-dir", str(out_root / f"{method}_{i}"), "-q"]
-        wall, peak, code = _run_child(cmd)
+        wall, peak, code = _run_child(cmd, {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         if code != 0:
             raise SystemExit(f"perfmap compute failed for {method}")
         walls.append(wall)
         mems.append(peak)
-    return statistics.median(walls), max(mems)
+        if baseline_tree:
+            cmd[-2] = str(out_root / f"{method}_{i}_baseline")
+            wall, _, code = _run_child(cmd, {"PYTHONPATH": str(Path(baseline_tree).resolve())})
+            if code != 0:
+                raise SystemExit(f"perfmap compute from {baseline_tree} failed for {method}")
+            old.append(wall)
+    return (statistics.median(walls), max(mems),
+            statistics.median(old) if old else float("nan"))
 
 
 if __name__ == "__main__":

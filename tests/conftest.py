@@ -10,6 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PERFMAP_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+# Scripts that made the shipped test data are not tests (nor doctests).
+collect_ignore_glob = ["data/*"]
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

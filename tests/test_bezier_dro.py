@@ -3,8 +3,9 @@
 The DRO's signal images (SNR 20 per voxel) are converted with the authors'
 relaxivities and deconvolved with perfmap's backends; ROI means over the
 grey- and white-matter halves are compared with the truth in the file names.
-The bands below are the accuracy these methods reach (README "Accuracy"
-table) with a margin for platform rounding, not tuned to pass: at SNR 20 the
+The CBF bands below are regression guards: the accuracy these methods reach
+(README "Accuracy" table, measured from perfmap's own output) with a margin for
+platform rounding, not tuned to pass and not a statement of correctness: at SNR 20 the
 noise-induced bias of truncated and regularised deconvolution is large, and
 what must hold is CBV (an integral ratio, unbiased), the GM/WM contrast,
 delay insensitivity of oSVD and the known direction of dispersion errors.
@@ -51,7 +52,8 @@ VARYING_CBF = ["varying_cbf/exponential_residue_function",
                "varying_cbf/sigmoid_residue_function",
                "varying_cbf/boxcar_residue_function"]
 
-#: median relative CBF error band per method (measured: oSVD -19..+23 %, Tikhonov -42..-9 %)
+#: Regression guard: median relative CBF error band per method, measured from perfmap's
+#: own output (oSVD -19..+23 %, Tikhonov -42..-9 %)
 CBF_BAND = {"osvd": (-0.30, 0.35), "tikhonov": (-0.50, 0.0)}
 
 

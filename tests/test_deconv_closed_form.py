@@ -224,13 +224,33 @@ def test_grey_matter_point_within_5_percent(name, shape):
     np.testing.assert_allclose(maps["tmax"], 0.0, atol=1.0)
 
 
+def test_team_tolerance_mtt_5_to_10_s_at_dt_1_s():
+    """Team decision (issue 10): noise-free CBF within 5 % at MTT 5-10 s with dt <= 1 s.
+
+    Met by the default oSVD at dt 1 s (exponential residue: -4.2 % to +3.8 %).
+    Measured but NOT met at dt 0.5 s (oSVD -9.4 % at MTT 5 s, -1.2 % at 10 s; Tikhonov
+    -6.6 % at 5 s): finer sampling gives the oscillation-index threshold more
+    high-frequency noise-free structure to cut. Reported to the team; the dt 0.5 s
+    values are held below as a regression guard.
+    """
+    mtt = np.array([5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    conc, aif, cbf = phantom(1.0, 90, mtt, "exponential")
+    maps, fit = maps_for("osvd", conc, aif, 1.0)
+    np.testing.assert_allclose(maps["cbf"], cbf, rtol=0.05)
+    np.testing.assert_allclose(maps["mtt"], mtt, rtol=0.05)
+    # regression guard (perfmap's own measurement, see the docstring): dt 0.5 s within 10 %
+    conc, aif, cbf = phantom(0.5, 180, mtt, "exponential")
+    maps, fit = maps_for("osvd", conc, aif, 0.5)
+    np.testing.assert_allclose(maps["cbf"], cbf, rtol=0.10)
+
+
 @pytest.mark.parametrize("name", ["osvd", "tikhonov"])
 @pytest.mark.parametrize("dt,n_frames", [(1.0, 90), (1.5, 60)])
 @pytest.mark.parametrize("shape", ["exponential", "gamma", "linear"])
 def test_closed_form_grid(name, dt, n_frames, shape):
     """MTT 3-12 s: CBV within 1 %, CBF and MTT within the documented 35 % bias band.
 
-    The band is wide because of the sampling of the residue's onset (module
+    Regression guard: the band was measured from perfmap's own output. It is wide because of the sampling of the residue's onset (module
     notes), but a wrong dt scaling, kernel weight or FFT convention moves CBF
     by a factor of 1.5 or more and fails it.
     """

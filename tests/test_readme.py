@@ -11,3 +11,21 @@ def test_ci_runs_the_readme_test_command_verbatim():
     command = lines[marker + 1].strip()
     assert "pytest" in command
     assert command in (REPO / "README.md").read_text().splitlines()
+
+
+def test_readme_array_api_example_runs():
+    """The first Python block of the README's "Python API" section runs as written."""
+    import numpy as np
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    block = section[section.index("```python") + len("```python"):]
+    block = block[:block.index("```")]
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    fit, ph = namespace["fit"], namespace["ph"]
+    assert fit.cbf.shape == ph.signal.shape[:3]
+    truth = ph.truth["cbf"]
+    expected = truth[ph.masks["tumour"]].mean() / truth[ph.masks["ref"]].mean()
+    assert np.isfinite(namespace["ratio"])
+    assert abs(namespace["ratio"] / expected - 1) < 0.25

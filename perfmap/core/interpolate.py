@@ -33,9 +33,9 @@ def linear_weights(x_new, x_old) -> tuple[np.ndarray, np.ndarray]:
 
     Examples
     --------
-    >>> i0, w = linear_weights([0.5, 2.0, 9.0], [0.0, 1.0, 2.0, 3.0])
+    >>> i0, w = linear_weights([0.5, 2.5, 9.0], [0.0, 1.0, 2.0, 3.0])
     >>> i0.tolist(), w.tolist()
-    ([0, 1, 2], [0.5, 1.0, 1.0])
+    ([0, 2, 2], [0.5, 0.5, 1.0])
     """
     x_old = np.asarray(x_old, dtype=np.float64)
     if x_old.ndim != 1 or x_old.size < 2:
