@@ -112,7 +112,38 @@ def _tr_from_header(header) -> tuple[Optional[float], str]:
     return value, "header pixdim[4] (units unknown, assumed s)"
 
 
+def sidecar_frame_times(value, n_frames: int, path) -> np.ndarray:
+    """A sidecar's ``FrameTimesStart`` (s), checked: one finite number per frame, increasing.
+
+    Returns the times from the first frame. Raises :class:`InputDataError`
+    naming the sidecar and the problem otherwise.
+
+    Examples
+    --------
+    >>> sidecar_frame_times([10.0, 11.5, 13.0], 3, "s.nii.gz").tolist()
+    [0.0, 1.5, 3.0]
+    """
+    where = f"{Path(path).with_name(stem_of(path) + '.json')}: FrameTimesStart"
+    if not isinstance(value, list):
+        raise InputDataError(f"{where} must be a list of numbers (seconds), got "
+                             f"{type(value).__name__}")
+    if len(value) != n_frames:
+        raise InputDataError(f"{where} has {len(value)} values but the series has "
+                             f"{n_frames} frames")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        bad = next(v for v in value if not isinstance(v, (int, float)) or isinstance(v, bool))
+        raise InputDataError(f"{where} must hold only numbers (seconds); found {bad!r}")
+    times = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(times)):
+        raise InputDataError(f"{where} contains NaN or infinite values")
+    if np.any(np.diff(times) <= 0):
+        raise InputDataError(f"{where} must increase strictly from frame to frame")
+    return times - times[0]
+
+
 def _positive_seconds(value, name: str, source: str) -> float:
+    if isinstance(value, bool):
+        raise ParameterError(f"{source}: {name} {value!r} is not a number")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -166,10 +197,8 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) 
         if key in sidecar:
             meta[key] = sidecar[key]
     frame_times = np.arange(raw.shape[3]) * (tr_s if tr_s else 1.0)
-    if tr_s and isinstance(sidecar.get("FrameTimesStart"), list) \
-            and len(sidecar["FrameTimesStart"]) == raw.shape[3]:
-        ft = np.asarray(sidecar["FrameTimesStart"], dtype=np.float64)
-        frame_times = ft - ft[0]
+    if "FrameTimesStart" in sidecar:
+        frame_times = sidecar_frame_times(sidecar["FrameTimesStart"], raw.shape[3], path)
         meta["frame_times_source"] = "sidecar FrameTimesStart"
     return Volume4D(data=data, affine=np.asarray(img.affine, dtype=np.float64),
                     frame_times=frame_times, tr=tr_s, te=te_s, source=str(path),

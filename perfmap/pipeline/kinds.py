@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from ..errors import ParameterError
 from ..io.volume import Volume4D
+from .acquisition import DSC_TE, DSC_TR, check_frame_interval, check_value, check_voxel_size
 
 _KINDS: dict = {}
 
@@ -87,6 +90,11 @@ def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, r
     check_parameter_names(method, method_params)
     _require(volume, volume.te, "echo time (TE)", "--te", "EchoTime")
     _require(volume, volume.tr, "repetition time (TR)", "--tr", "RepetitionTime")
+    check_value(volume.te, DSC_TE, volume.source, volume.meta.get("te_source", "header"))
+    check_value(volume.tr, DSC_TR, volume.source, volume.meta.get("tr_source", "header"))
+    check_frame_interval(volume.frame_times, DSC_TR, volume.source,
+                         volume.meta.get("frame_times_source", "frame times"))
+    check_voxel_size(np.linalg.norm(volume.affine[:3, :3], axis=0), volume.source)
     extra = {k: v for k, v in (("kh", kh), ("rho", rho)) if v is not None}
     return DSCModel(method, te=volume.te, tr=volume.tr, baseline_frames=baseline_frames,
                     n_skip=n_skip, **extra, **method_params)
