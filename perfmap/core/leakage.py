@@ -332,6 +332,7 @@ def correct_leakage(conc, ref, dt: Optional[float] = None, *, method: str = "bsw
             arr[s:s + chunk_size] = np.where(bad, np.nan, val)
     todo, gate_info = gate_voxels(gate, k2_bsw, cv, reference, z, cv_limit, mask, smoothing)
     corrected = np.array(conc, dtype=np.float32)
+    corrected[~np.isfinite(k2)] = np.nan
     for s in range(0, n, chunk_size):
         rows = s + np.flatnonzero(todo[s:s + chunk_size])
         if rows.size:
