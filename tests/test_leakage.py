@@ -140,12 +140,12 @@ def test_smoothed_gate_follows_a_flipped_volume():
 
 
 def test_non_finite_rows_are_not_fitted_nor_corrected():
-    y = np.stack([2.0 * REF - 0.02 * IREF] * 3).astype(np.float32)
-    y[1, 5] = np.nan
-    res = correct_leakage(y, REF, DT, gate="none")
-    assert np.isnan(res.k2[1]) and np.all(np.isnan(res.corrected[1]))
-    assert res.corrected_mask.tolist() == [True, False, True]
-    assert res.n_failed == 1 and res.info["failed"] == 1 and res.info["corrected"] == 2
+    y = np.stack([2.0 * REF - 0.02 * IREF] * 4).astype(np.float32)
+    y[1, 5], y[3, 9] = np.nan, np.inf
+    res = correct_leakage(y, REF, DT, gate="none", method="bidirectional")
+    assert np.isnan(res.k2[[1, 3]]).all() and np.isnan(res.corrected[[1, 3]]).all()
+    assert res.corrected_mask.tolist() == [True, False, True, False]
+    assert res.n_failed == 2 and res.info["failed"] == 2 and res.info["corrected"] == 2
 
 
 @pytest.mark.parametrize("kwargs, exc, words", [
@@ -166,6 +166,14 @@ def test_bad_input_raises_one_clear_sentence(kwargs, exc, words):
         correct_leakage(args.pop("conc"), args.pop("ref"), args.pop("dt"), **args)
     msg = str(info.value)
     assert words in msg and "\n" not in msg
+
+
+def test_reference_skips_non_finite_rows():
+    rng = np.random.default_rng(4)
+    y = rng.uniform(1, 2, (50, 1)) * REF + 0.3 * rng.standard_normal((50, REF.size))
+    y[3, 20], y[7, 30], y[9] = np.inf, np.nan, 0.0            # 9: no baseline noise
+    sel = select_reference(y, (0, 8))
+    assert not sel[[3, 7, 9]].any() and sel.sum() > 35
 
 
 def test_gate_and_reference_refuse_too_few_voxels():

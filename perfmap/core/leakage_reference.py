@@ -56,6 +56,8 @@ VESSEL_QUANTILE = 0.95
 OUTLIER_Z = 3.0
 #: Fewest reference voxels accepted.
 MIN_REFERENCE_VOXELS = 10
+#: Voxels per chunk of the float64 statistics.
+CHUNK_VOXELS = 16384
 
 
 def _robust(x: np.ndarray) -> tuple[float, float]:
@@ -91,17 +93,35 @@ def reference_curve(conc, selected) -> np.ndarray:
                          f"{conc.shape} and {selected.shape}")
     if not selected.any():
         raise InputDataError("no reference voxel is selected")
-    rows = np.sort(conc[selected], axis=0).astype(np.float64)
-    return rows.sum(axis=0) / rows.shape[0]
+    rows = np.sort(conc[selected], axis=0)
+    return rows.sum(axis=0, dtype=np.float64) / rows.shape[0]
+
+
+def _row_stats(y: np.ndarray, start: int, stop: int, tail_frames: int):
+    """Per row, in float64 chunks: finite, baseline SD, tail mean, post-baseline peak."""
+    n, T = y.shape
+    out = np.empty((4, n))
+    for s in range(0, n, CHUNK_VOXELS):
+        c = np.array(y[s:s + CHUNK_VOXELS], dtype=np.float64)
+        finite = np.all(np.isfinite(c), axis=1)
+        c[~finite] = 0.0
+        out[0, s:s + CHUNK_VOXELS] = finite
+        out[1, s:s + CHUNK_VOXELS] = c[:, start:stop].std(axis=1, ddof=1)
+        out[2, s:s + CHUNK_VOXELS] = c[:, T - tail_frames:].mean(axis=1)
+        out[3, s:s + CHUNK_VOXELS] = c[:, stop:].max(axis=1)
+    return out[0] > 0, out[1], out[2], out[3]
 
 
 def _shape_outliers(y: np.ndarray, keep: np.ndarray, sd: np.ndarray, post: slice, z: float):
     """Rows of ``keep`` whose misfit to the mean curve of ``keep`` is not an outlier."""
     m = reference_curve(y, keep)[post]
-    yp = y[:, post]
-    a = (yp * m).sum(axis=1) / float((m * m).sum())
-    resid = yp - a[:, None] * m
-    ratio = np.sqrt((resid * resid).mean(axis=1)) / sd
+    ratio = np.full(y.shape[0], np.inf)
+    for s in range(0, y.shape[0], CHUNK_VOXELS):
+        yp = np.array(y[s:s + CHUNK_VOXELS, post], dtype=np.float64)
+        yp[~keep[s:s + CHUNK_VOXELS]] = 0.0                  # may be non-finite
+        a = (yp * m).sum(axis=1) / float((m * m).sum())
+        resid = yp - a[:, None] * m
+        ratio[s:s + CHUNK_VOXELS] = np.sqrt((resid * resid).mean(axis=1)) / sd[s:s + CHUNK_VOXELS]
     med, rsd = _robust(ratio[keep])
     return keep & (ratio <= med + z * rsd)
 
@@ -145,7 +165,7 @@ def select_reference(conc, baseline, tail_frames: int = TAIL_FRAMES,
     >>> bool(sel[:5].any()), int(sel.sum()) > 150
     (False, True)
     """
-    y = np.asarray(conc, dtype=np.float64)
+    y = np.asarray(conc)
     if y.ndim != 2:
         raise ShapeError(f"conc must be 2-D (voxels, time), got shape {y.shape}")
     start, stop = (baseline.start, baseline.stop) if isinstance(baseline, BaselineWindow) \
@@ -154,17 +174,13 @@ def select_reference(conc, baseline, tail_frames: int = TAIL_FRAMES,
     if not (0 <= start < stop - 1 and stop + tail_frames <= T):
         raise InputDataError(f"baseline frames [{start}, {stop}) and {tail_frames} tail frames "
                              f"do not fit in {T} frames")
-    keep = np.all(np.isfinite(y), axis=1)
-    y = np.where(keep[:, None], y, 0.0)
-    sd = y[:, start:stop].std(axis=1, ddof=1)
+    keep, sd, tail, peak = _row_stats(y, start, stop, tail_frames)
     keep &= sd > 0
-    sd = np.where(keep, sd, 1.0)
-    tail = y[:, T - tail_frames:].mean(axis=1)
     if not keep.any():
         raise InputDataError("no finite curve with a noisy baseline to choose reference voxels")
+    sd = np.where(keep, sd, 1.0)
     med, rsd = _robust(tail[keep])
     keep &= (tail >= -2.0 * sd / np.sqrt(tail_frames)) & (np.abs(tail - med) <= z * rsd)
-    peak = y[:, stop:].max(axis=1)
     if keep.any():
         keep &= peak <= np.quantile(peak[keep], vessel_quantile)
     for _ in range(2):
