@@ -217,3 +217,109 @@ def test_cli_simulate_usage_errors(tmp_path):
     assert res.exit_code == 2
     res = CliRunner().invoke(cli, ["simulate", str(tmp_path), "--shape", "8x8x2"])
     assert res.exit_code == 1 and "16x16" in res.stderr
+
+
+# --- leaky phantom and second echo -------------------------------------------------------
+
+def test_leakage_off_is_the_default_phantom():
+    base = make_phantom(shape=SHAPE, seed=5)
+    for off in (None, False):
+        p = make_phantom(shape=SHAPE, seed=5, leakage=off)
+        np.testing.assert_array_equal(p.signal, base.signal)
+        assert p.params == base.params and set(p.truth) == {"cbf", "cbv", "mtt"}
+        assert p.second_echo is None
+
+
+def test_tofts_ees_matches_the_gamma_exponential_closed_form():
+    """C_e = Ktrans (C_p (x) exp(-kep t)); for a gamma-variate C_p this is exact
+    (curves.gamma_exponential_convolution)."""
+    from perfmap.core.curves import gamma_exponential_convolution, gamma_variate
+    from perfmap.core.extravasation import BLOOD_R2S_PER_MM, LeakageSpec, ees_concentration
+
+    spec = LeakageSpec(ktrans=0.12, ve=0.25, hct=0.42)
+    t = np.arange(60) * 1.5
+    t0, alpha, beta, peak = 15.0, 3.0, 1.5, 50.0
+    ce = ees_concentration(t, lambda s: gamma_variate(s, t0, alpha, beta, peak), spec)
+    scale = peak * (alpha * beta) ** -alpha * np.exp(alpha) / (BLOOD_R2S_PER_MM * 0.58)
+    exact = gamma_exponential_convolution(t, t0, alpha, beta, mtt=60 * 0.25 / 0.12,
+                                          flow=0.12 / 60, scale=scale)
+    np.testing.assert_allclose(ce, exact, rtol=2e-3, atol=1e-3 * exact.max())
+
+
+def test_leaky_tumour_signal_is_the_spgr_and_t2star_factor():
+    """Noise-free: tumour signal / leak-free signal = exp(-TE r2e C_e) * S_SPGR ratio,
+    written out here with the Ernst formula; every other voxel is unchanged."""
+    spec = dict(ktrans=0.1, ve=0.3, flip_angle=60.0, t10=1.6, r1=4.5, r2s_ees=5.0)
+    kw = dict(shape=SHAPE, snr=None, seed=6, heterogeneity=0.0)
+    leaky = make_phantom(leakage=spec, **kw)
+    clean = make_phantom(**kw)
+    tum = leaky.masks["tumour"]
+    np.testing.assert_array_equal(leaky.signal[~tum], clean.signal[~tum])
+    for k in ("cbf", "cbv", "mtt"):
+        np.testing.assert_array_equal(leaky.truth[k], clean.truth[k])
+    np.testing.assert_allclose(leaky.truth["ktrans"][tum], 0.1, rtol=1e-6)
+    assert np.all(leaky.truth["ktrans"][leaky.masks["wm"]] == 0)
+    from perfmap.core.extravasation import LeakageSpec, ees_concentration
+
+    from perfmap.core.curves import gamma_variate
+
+    q = leaky.params["aif"]                                  # the phantom's AIF, rebuilt
+
+    def aif(s):
+        return gamma_variate(s, q["t0"], q["alpha"], q["beta"], q["peak"]) + gamma_variate(
+            s, q["t0"] + q["recirculation_delay"], 3.0, q["recirculation_beta"],
+            q["peak"] * q["recirculation_fraction"])
+
+    np.testing.assert_allclose(aif(leaky.times), leaky.aif, rtol=1e-12)
+    ce = ees_concentration(leaky.times, aif, LeakageSpec(**spec))
+    a, tr, r10 = np.deg2rad(60.0), leaky.tr, 1 / 1.6
+
+    def ernst(r1):
+        e1 = np.exp(-tr * r1)
+        return np.sin(a) * (1 - e1) / (1 - np.cos(a) * e1)
+
+    factor = np.exp(-leaky.te * 5.0 * ce) * ernst(r10 + 4.5 * ce) / ernst(r10)
+    ratio = leaky.signal[tum] / clean.signal[tum]
+    np.testing.assert_allclose(ratio, np.broadcast_to(factor, ratio.shape), rtol=3e-3)
+    assert factor.max() > 1.05                              # T1 wins at 60 deg, TE 30 ms
+    assert leaky.params["leakage"]["flip_angle"] == 60.0
+
+
+def test_second_echo_series():
+    p = make_phantom(shape=SHAPE, snr=None, seed=7, second_te=0.01, keep_concentration=True)
+    assert p.second_echo.shape == p.signal.shape and p.second_te == 0.01
+    start = p.params["n_nonsteady"]
+    body = p.masks["brain"]
+    s0_2 = p.s0[body] * np.exp(-(0.01 - 0.03) * 20.0)
+    expect = s0_2[:, None] * np.exp(-0.01 * p.concentration[body][:, start:])
+    np.testing.assert_allclose(p.second_echo[body][:, start:], expect, rtol=1e-5)
+    noisy = make_phantom(shape=(48, 48, 8), snr=20.0, seed=7, second_te=0.01)
+    base = noisy.second_echo[noisy.masks["brain"]][:, 2:noisy.baseline_frames[1]]
+    assert base.std(axis=1, ddof=1).mean() == pytest.approx(noisy.params["noise_sd"], rel=0.1)
+    first = noisy.signal[noisy.masks["brain"]][:, 2:noisy.baseline_frames[1]]
+    assert np.corrcoef((base - base.mean(1, keepdims=True)).ravel(),
+                       (first - first.mean(1, keepdims=True)).ravel())[0, 1] < 0.05
+
+
+def test_bad_leakage_parameters():
+    for kwargs in [dict(leakage={"ve": 1.5}), dict(leakage={"flip_angle": 120}),
+                   dict(leakage={"kep": 0.1}), dict(leakage="yes"), dict(second_te=0.03),
+                   dict(second_te=-0.01)]:
+        with pytest.raises(ParameterError) as info:
+            make_phantom(shape=SHAPE, **kwargs)
+        assert "\n" not in str(info.value)
+
+
+def test_simulate_cohort_with_leakage_and_second_echo(tmp_path):
+    m = simulate_cohort(tmp_path, n_subjects=2, hgg_fraction=0.5, shape=SHAPE, n_frames=40,
+                        seed=3, leakage={"flip_angle": 60.0}, second_te=0.01)
+    rows = list(csv.DictReader(m.open(), delimiter="\t"))
+    for r in rows:
+        sub = r["subject"]
+        side = json.loads((tmp_path / f"{sub}.json").read_text())
+        echo2 = json.loads((tmp_path / f"{sub}_secondecho.json").read_text())
+        assert echo2["EchoTime"] == 0.01 and side["EchoTime"] == 0.03
+        assert (tmp_path / f"{sub}_secondecho.nii.gz").is_file()
+        leaky = r["grade"] == "HGG"
+        assert (tmp_path / f"{sub}_truth_ktrans.nii.gz").is_file() == leaky
+        assert ("FlipAngle" in side) == leaky and ("leakage" in side["perfmapPhantom"]) == leaky

@@ -16,18 +16,10 @@ Ground truth therefore satisfies the central volume theorem ``MTT = 60 CBV/CBF``
 exactly, and the maps that :mod:`perfmap.core.maps` computes from exact curves
 reproduce it (apart from truncation of the curves at the end of the series).
 
-Geometry (fractions of the grid, so any matrix size works; voxel indices):
-
-* brain: ellipsoid, semi-axes 0.40 X, 0.46 Y, 0.55 Z around the grid centre;
-  ``r`` its normalised radius; white matter ``r <= 0.78``, grey matter the rim;
-* artery: a square tube of ``max(1, round(X / 32))`` voxels a side along z, on
-  the midline, ``0.55`` of the brain's y semi-axis anterior of the centre
-  (voxels are pure blood: their concentration is the AIF);
-* tumour: a sphere of radius ``0.11 X`` voxels in-plane (the same radius in mm
-  along z), centred ``0.45`` of the x semi-axis from the midline towards low x
-  and ``0.1`` of the y semi-axis posterior;
-* ``ref``: a sphere of 0.6 of the tumour radius mirrored across the midline,
-  intersected with white matter.
+Geometry (:mod:`perfmap.core.phantom_parts`): brain ellipsoid, white-matter
+core and grey-matter rim, a midline artery tube along z (pure blood: its
+concentration is the AIF), a spherical tumour at low x and a mirrored
+normal-appearing white-matter reference sphere ``ref``.
 
 Values (drawn once per subject from uniform ranges with the seed): GM CBF
 50-70 ml/100 g/min and CBV 3.5-4.5 ml/100 g; WM CBF 20-26 and CBV 1.8-2.4;
@@ -53,6 +45,20 @@ below the 10-20 % real scans show. Consequence: a single-relaxivity analysis
 between regions and MTT are unaffected. The truth maps hold the physiological
 values; divide measured CBF/CBV by ``params["relaxivity_ratio"]`` to compare.
 
+Leakage (``leakage=``, :mod:`perfmap.core.extravasation`): the tumour's
+vascular curves are unchanged (the truth maps stay the leak-free CBV and CBF),
+and its signal is multiplied by the extravasation factor of the Tofts EES
+concentration: T1 shortening in the SPGR steady state (flip angle and
+``tr``; default 30 deg, the 2020 consensus without preload) and a small
+extravascular T2* term. Ktrans and ve vary per voxel by the same log-normal
+``heterogeneity`` factor (kep fixed); truth ``ktrans`` (1/min) and ``ve``
+maps are added. Second echo (``second_te=``): the same magnetisation read at
+another TE, baseline ``S0 exp(-(TE2 - TE) R2*_0)`` with
+:data:`BASELINE_R2S` = 20 1/s, with its own noise of the same SD. Leakage
+factors and second-echo noise come from a separate random stream, so a
+phantom with leakage has the same tissue values and noise as without, and
+without these options the phantom is unchanged.
+
 Noise: Gaussian with standard deviation ``mean(S0 over the brain) / snr``, the
 SNR definition of the PHAE paper (mean baseline signal over its standard
 deviation); ``rician=True`` takes the magnitude of complex Gaussian noise
@@ -76,7 +82,6 @@ Law M et al. Glioma grading: sensitivity, specificity, and predictive values of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -84,6 +89,8 @@ import numpy as np
 from ..errors import ParameterError
 from .curves import (DEFAULT_KH, DEFAULT_RHO, RESIDUE_SHAPES, flow_per_second, gamma_variate,
                      tissue_concentration)
+from .extravasation import LeakageSpec, ees_concentration, leakage_signal_factor
+from .phantom_parts import Phantom, anatomy_masks, centred_affine
 
 GRADES = ("HGG", "LGG")
 
@@ -98,60 +105,8 @@ TUMOUR_RATIOS = {"HGG": (2.0, 4.0), "LGG": (0.8, 1.5)}
 S0_VALUES = {"gm": 850.0, "wm": 720.0, "tumour": 900.0, "artery": 750.0}
 #: Number of quantised MTT levels per tissue.
 MTT_LEVELS = 9
-
-
-@dataclass
-class Phantom:
-    """One simulated DSC subject.
-
-    Attributes
-    ----------
-    signal : ndarray, shape (X, Y, Z, T), float32
-        Magnitude signal including the non-steady-state frames and noise.
-    affine : ndarray, shape (4, 4)
-        Voxel-to-world transform (RAS+, mm), centred on the grid.
-    masks : dict of str -> ndarray of bool, shape (X, Y, Z)
-        ``brain``, ``aif`` (artery), ``tumour``, ``ref`` (contralateral NAWM),
-        ``gm``, ``wm`` (without tumour and artery).
-    truth : dict of str -> ndarray of float32, shape (X, Y, Z)
-        ``cbf`` (ml/100 g/min), ``cbv`` (ml/100 g), ``mtt`` (s); NaN outside
-        tissue (background and artery).
-    aif : ndarray, shape (T,), float64
-        True arterial concentration (dR2*, 1/s) at the frame times.
-    times : ndarray, shape (T,)
-        Frame times in seconds from the first frame.
-    tr, te : float
-        Frame interval and echo time (s).
-    grade : str
-        ``"HGG"`` or ``"LGG"``.
-    snr : float or None
-        Requested SNR (None: noise-free).
-    s0 : ndarray, shape (X, Y, Z), float32
-        Steady-state baseline signal without noise.
-    params : dict
-        Every generation parameter and subject-level value (JSON-serialisable).
-    concentration : ndarray (X, Y, Z, T) float32 or None
-        Noise-free dR2* curves (0 outside tissue and artery) when requested.
-    """
-
-    signal: np.ndarray
-    affine: np.ndarray
-    masks: dict
-    truth: dict
-    aif: np.ndarray
-    times: np.ndarray
-    tr: float
-    te: float
-    grade: str
-    snr: Optional[float]
-    s0: np.ndarray
-    params: dict = field(default_factory=dict)
-    concentration: Optional[np.ndarray] = None
-
-    @property
-    def baseline_frames(self) -> tuple[int, int]:
-        """True steady pre-bolus frames ``[start, stop)`` (no tracer yet)."""
-        return int(self.params["n_nonsteady"]), int(self.params["arrival_frame"])
+#: Pre-contrast R2* of every tissue (1/s), for the baseline of a second echo.
+BASELINE_R2S = 20.0
 
 
 def _check(shape, n_frames, tr, te, snr, grade, residue, delay, dispersion, n_nonsteady):
@@ -176,49 +131,6 @@ def _check(shape, n_frames, tr, te, snr, grade, residue, delay, dispersion, n_no
                              f"{n_nonsteady + 30} are needed (baseline, bolus and recirculation)")
 
 
-def _anatomy(shape, voxel_size):
-    """Boolean masks of the phantom anatomy (see the module docstring)."""
-    X, Y, Z = shape
-    c = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
-    ax, ay, az = 0.40 * X, 0.46 * Y, max(0.55 * Z, 0.6)
-    x, y, z = np.ogrid[:X, :Y, :Z]
-    dx, dy, dz = x - c[0], y - c[1], z - c[2]
-    r = np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2 + (dz / az) ** 2)
-    brain = r <= 1.0
-    # Artery: a w x w tube along z on the midline, anterior.
-    w = max(1, int(round(X / 32)))
-    x0 = int(np.floor(c[0])) - (w - 1) // 2
-    y0 = int(round(c[1] + 0.55 * ay))
-    artery = np.zeros(shape, dtype=bool)
-    artery[x0:x0 + w, y0:y0 + w, :] = True
-    artery &= brain
-    # Tumour and the mirrored reference sphere (radius in mm equal along all axes).
-    rad = 0.11 * X
-    vs = np.asarray(voxel_size, dtype=np.float64)
-    rz = rad * vs[0] / vs[2]
-
-    def sphere(cx, radius, radius_z):
-        return ((dx - cx) / radius) ** 2 + ((dy + 0.1 * ay) / radius) ** 2 \
-            + (dz / max(radius_z, 0.5)) ** 2 <= 1.0
-
-    tumour = sphere(-0.45 * ax, rad, rz) & brain & ~artery
-    wm = (r <= 0.78) & ~artery & ~tumour
-    gm = brain & ~wm & ~artery & ~tumour
-    ref = sphere(0.45 * ax, 0.6 * rad, 0.6 * rz) & wm
-    masks = {"brain": brain, "aif": artery, "tumour": tumour, "ref": ref, "gm": gm, "wm": wm}
-    empty = [k for k, v in masks.items() if not v.any()]
-    if empty:
-        raise ParameterError(f"phantom shape {tuple(shape)} is too small: no voxel in "
-                             f"{', '.join(empty)}")
-    return masks
-
-
-def _affine(shape, voxel_size):
-    aff = np.diag([float(v) for v in voxel_size] + [1.0])
-    aff[:3, 3] = -aff[:3, :3] @ ((np.asarray(shape, dtype=np.float64) - 1.0) / 2.0)
-    return aff
-
-
 #: Tissue-to-blood ratio of dR2* per unit concentration (see the module docstring).
 DEFAULT_RELAXIVITY_RATIO = 8.0
 
@@ -229,7 +141,8 @@ def make_phantom(shape=(64, 64, 12), n_frames: int = 60, tr: float = 1.5, te: fl
                  kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO, n_nonsteady: int = 2,
                  voxel_size=(2.0, 2.0, 5.0), heterogeneity: float = 0.05, lam: float = 2.0,
                  rician: bool = False, keep_concentration: bool = False,
-                 relaxivity_ratio: float = DEFAULT_RELAXIVITY_RATIO) -> Phantom:
+                 relaxivity_ratio: float = DEFAULT_RELAXIVITY_RATIO,
+                 leakage=None, second_te: Optional[float] = None) -> Phantom:
     """Simulate one DSC-MRI subject with known CBF, CBV and MTT.
 
     Parameters
@@ -270,6 +183,15 @@ def make_phantom(shape=(64, 64, 12), n_frames: int = 60, tr: float = 1.5, te: fl
         dR2* per unit tracer concentration in tissue over that in whole blood
         (see the module docstring); 1 gives the single-relaxivity model, in
         which tissue signal drops are unrealistically small.
+    leakage : LeakageSpec, dict, bool or None
+        Contrast-agent extravasation in the tumour (module docstring):
+        a :class:`perfmap.core.extravasation.LeakageSpec`, its fields as a
+        dict, or True for the defaults (Ktrans 0.1 /min, ve 0.3, flip angle
+        30 deg, T10 1.6 s); None or False for none.
+    second_te : float, optional
+        Echo time (s) of a second series of the same acquisition
+        (``Phantom.second_echo``), e.g. a short first echo for the dual-echo
+        conversion (Vonken 1999).
 
     Returns
     -------
@@ -282,11 +204,19 @@ def make_phantom(shape=(64, 64, 12), n_frames: int = 60, tr: float = 1.5, te: fl
     ((32, 32, 4, 60), 'float32')
     >>> bool(ph.masks["tumour"].any() and ph.masks["ref"].any())
     True
+    >>> leaky = make_phantom(shape=(32, 32, 4), snr=None, seed=1, leakage=True, second_te=0.01)
+    >>> bool(np.array_equal(leaky.signal[~leaky.masks["tumour"]], ph.signal[~ph.masks["tumour"]]))
+    True
     """
     shape = tuple(int(s) for s in shape)
     if snr is not None and np.isinf(snr):
         snr = None
     _check(shape, n_frames, tr, te, snr, grade, residue, delay, dispersion, n_nonsteady)
+    leakage = LeakageSpec.coerce(leakage)
+    if second_te is not None and not (np.isfinite(second_te) and second_te > 0
+                                      and second_te != te):
+        raise ParameterError(f"the second echo time must be a positive number of seconds "
+                             f"other than TE {te}, got {second_te}")
     rng = np.random.default_rng(seed)
     times = np.arange(n_frames, dtype=np.float64) * tr
 
@@ -320,7 +250,7 @@ def make_phantom(shape=(64, 64, 12), n_frames: int = 60, tr: float = 1.5, te: fl
                                p["recirculation_beta"], p["peak"] * p["recirculation_fraction"])
         return first + second
 
-    masks = _anatomy(shape, voxel_size)
+    masks = anatomy_masks(shape, voxel_size)
     tissues = ("gm", "wm", "tumour")
     h = float(heterogeneity)
     step = 4.0 * h / (MTT_LEVELS - 1) if h > 0 else 1.0
@@ -367,21 +297,40 @@ def make_phantom(shape=(64, 64, 12), n_frames: int = 60, tr: float = 1.5, te: fl
     s0 = s0.reshape(shape)
 
     nz = np.flatnonzero(s0.ravel() > 0)
-    signal = np.zeros((int(np.prod(shape)), n_frames), dtype=np.float32)
-    signal[nz] = s0.ravel()[nz, None] * np.exp(-np.float32(te) * conc[nz])
-    signal = signal.reshape(shape + (n_frames,))
+    extra = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1,)))
+    leak = None
+    if leakage is not None:  # (rows, Ktrans factor per row) of the tumour
+        rows = np.flatnonzero(masks["tumour"].ravel())
+        leak = (rows, np.exp(h * extra.standard_normal(rows.size) - 0.5 * h * h))
+        ees = ees_concentration(times, aif_fn, leakage, delay, dispersion)
+        for name, value in (("ktrans", leakage.ktrans), ("ve", leakage.ve)):
+            m = np.where(np.isnan(truth["cbf"]), np.nan, 0.0).astype(np.float32).ravel()
+            m[rows] = value * leak[1]
+            truth[name] = m.reshape(shape)
     nonsteady = [1.0 + 0.8 * 0.5 ** k for k in range(n_nonsteady)]
-    for k, f in enumerate(nonsteady):
-        signal[..., k] *= np.float32(f)
 
-    noise_sd = 0.0
-    if snr is not None:
-        noise_sd = float(np.mean(s0[masks["brain"]], dtype=np.float64) / snr)
-        sd = np.float32(noise_sd)
-        signal += sd * rng.standard_normal(signal.shape, dtype=np.float32)
-        if rician:
-            imag = sd * rng.standard_normal(signal.shape, dtype=np.float32)
-            signal = np.sqrt(signal * signal + imag * imag)
+    def series(te_k, s0_k, rng_k):
+        """Signal at echo time te_k: tissue, leakage, non-steady frames, noise."""
+        sig = np.zeros((int(np.prod(shape)), n_frames), dtype=np.float32)
+        sig[nz] = s0_k.ravel()[nz, None] * np.exp(-np.float32(te_k) * conc[nz])
+        if leak is not None:
+            sig[leak[0]] *= leakage_signal_factor(leak[1][:, None] * ees, te_k, tr,
+                                                  leakage).astype(np.float32)
+        sig = sig.reshape(shape + (n_frames,))
+        for k, f in enumerate(nonsteady):
+            sig[..., k] *= np.float32(f)
+        if snr is not None:
+            sig += sd * rng_k.standard_normal(sig.shape, dtype=np.float32)
+            if rician:
+                imag = sd * rng_k.standard_normal(sig.shape, dtype=np.float32)
+                sig = np.sqrt(sig * sig + imag * imag)
+        return sig
+
+    noise_sd = 0.0 if snr is None else float(np.mean(s0[masks["brain"]], dtype=np.float64) / snr)
+    sd = np.float32(noise_sd)
+    signal = series(te, s0, rng)
+    second = None if second_te is None else series(
+        second_te, (s0 * np.exp(-(second_te - te) * BASELINE_R2S)).astype(np.float32), extra)
 
     arrival_frame = int(np.searchsorted(times, aif_p["t0"], side="right"))
     in_t, in_r = masks["tumour"], masks["ref"]
@@ -401,8 +350,14 @@ def make_phantom(shape=(64, 64, 12), n_frames: int = 60, tr: float = 1.5, te: fl
         "mtt_ratio": float(np.mean(truth["mtt"][in_t]) / np.mean(truth["mtt"][in_r])),
         "voxels": {k: int(v.sum()) for k, v in masks.items()},
     }
-    return Phantom(signal=signal, affine=_affine(shape, voxel_size), masks=masks, truth=truth,
-                   aif=aif, times=times, tr=float(tr), te=float(te), grade=grade, snr=snr,
-                   s0=s0, params=params,
+    if leakage is not None:
+        params["leakage"] = {**leakage.as_dict(), "kep": leakage.ktrans / leakage.ve,
+                             "ees_peak_mm": float(ees.max()), "ees_last_mm": float(ees[-1])}
+    if second_te is not None:
+        params.update(second_te=float(second_te), baseline_r2s=BASELINE_R2S)
+    return Phantom(signal=signal, affine=centred_affine(shape, voxel_size), masks=masks,
+                   truth=truth, aif=aif, times=times, tr=float(tr), te=float(te), grade=grade,
+                   snr=snr, s0=s0, params=params,
                    concentration=conc.reshape(shape + (n_frames,)) if keep_concentration
-                   else None)
+                   else None, second_echo=second,
+                   second_te=None if second_te is None else float(second_te))
