@@ -225,3 +225,29 @@ def test_dicom_folder_without_dicom(tmp_path):
     (folder / "readme.txt").write_text("no images here")
     out = tmp_path / "out"
     assert_fails(invoke(["compute", folder, "--out-dir", out]), "notdicom", out_dir=out)
+
+
+def _mostly_dead(subject, tmp_path):
+    img = nib.load(subject["input"])
+    data = img.get_fdata(dtype=np.float32)
+    mask = np.asarray(nib.load(subject["mask"]).dataobj) > 0
+    alive = np.argwhere(mask)[::300]                   # about 0.3 % of the brain
+    keep = np.asarray(nib.load(subject["aif"]).dataobj) > 0      # the arteries stay
+    keep[tuple(alive.T)] = True
+    data[mask & ~keep] = 0.0
+    path = tmp_path / "dead.nii.gz"
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    shutil.copy(subject["input"].replace(".nii.gz", ".json"), tmp_path / "dead.json")
+    return path
+
+
+def test_nearly_all_nan_maps_fail_unless_allowed(subject, tmp_path):
+    bad = _mostly_dead(subject, tmp_path)
+    out = tmp_path / "out"
+    assert_fails(invoke(["compute", bad] + base_args(subject, out)), "dead.nii.gz",
+                 "could be fitted", "--allow-empty", out_dir=out)
+    res = invoke(["compute", bad, "--allow-empty", "-q"] + base_args(subject, out))
+    assert res.exit_code == 0, res.output
+    prov = json.loads((out / "dead_perfmap.json").read_text())
+    assert any("could be fitted" in w for w in prov["warnings"])
+    assert prov["voxels"]["not_fitted"] > 0.99 * prov["voxels"]["brain"]

@@ -60,11 +60,13 @@ def _parse_frames(ctx, param, value):
 @click.option("--rho", type=float, default=DEFAULT_RHO, show_default=True,
               help="Brain tissue density (g/ml).")
 @click.option("--series", help="SeriesInstanceUID or SeriesNumber (DICOM folder with several).")
+@click.option("--allow-empty", is_flag=True, help="Write the maps even when fewer than 1 % of "
+              "the brain voxels could be fitted (the run fails by default).")
 @overwrite_option
 @verbosity_option
 @handle_errors
 def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, rois, ref,
-            out_dir, baseline_frames, n_skip, kh, rho, series, overwrite):
+            out_dir, baseline_frames, n_skip, kh, rho, series, allow_empty, overwrite):
     """Compute perfusion maps for one series (DSC: CBF, CBV, MTT, Tmax, TTP).
 
     INPUT is a 4D NIfTI (.nii, .nii.gz) or a directory holding a DICOM series.
@@ -76,7 +78,7 @@ def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, 
     mparams = method_params([method], params, device, model)[method]
     result = run_compute(input_path, kind=kind, method=method, method_params=mparams, aif=aif,
                          mask=mask, te=te, tr=tr, rois=rois, ref=ref, out_dir=out_dir,
-                         overwrite=overwrite, series=series,
+                         overwrite=overwrite, series=series, allow_empty=allow_empty,
                          command=["perfmap"] + sys.argv[1:], kh=kh, rho=rho,
                          baseline_frames=baseline_frames, n_skip=n_skip)
     level = verbosity()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,11 @@ from ..io import nifti, tables
 from ..io.outputs import OutputSet
 from ..io.series import load_series
 from .kinds import get_kind
+
+logger = logging.getLogger("perfmap")
+
+#: A run fails when fewer than this fraction of the brain voxels could be fitted.
+MIN_FITTED_FRACTION = 0.01
 
 __all__ = ["ComputeResult", "compute", "evaluate", "load_series", "output_names",
            "write_result"]
@@ -103,9 +109,26 @@ def roi_results(maps: dict, rois: dict, ref: Optional[np.ndarray]) -> tuple[dict
     return out, ref_stats
 
 
+def _check_not_empty(fit, primary: str, source: str, allow_empty: bool) -> None:
+    """Refuse (or, with ``allow_empty``, log a warning about) a run whose primary map has
+    fewer than :data:`MIN_FITTED_FRACTION` of the brain voxels finite."""
+    values = fit.voxel_values(primary)
+    fitted = float(np.count_nonzero(np.isfinite(values))) / max(1, values.size)
+    if fitted >= MIN_FITTED_FRACTION:
+        return
+    message = (f"{source}: only {100 * fitted:.2g} % of the {values.size} brain voxels could be "
+               f"fitted ({primary} is NaN elsewhere; at least "
+               f"{100 * MIN_FITTED_FRACTION:g} % are expected)")
+    if not allow_empty:
+        raise InputDataError(message + "; check the AIF, the mask and the timing, or give "
+                             "--allow-empty to write the maps anyway")
+    logger.warning(message)
+    fit.provenance.setdefault("warnings", []).append(message)
+
+
 def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
              method_params: Optional[dict] = None, aif="auto", mask="auto", rois=None,
-             ref=None, **model_options) -> ComputeResult:
+             ref=None, allow_empty: bool = False, **model_options) -> ComputeResult:
     """Fit one loaded series and collect maps and provenance; writes nothing.
 
     Parameters are those of :func:`compute`, with the series already loaded
@@ -127,6 +150,7 @@ def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
         prov["aif"]["source"] = inputs.aif_label
     if mask not in (None, "auto"):
         prov["mask"]["source"] = str(mask)
+    _check_not_empty(fit, k.map_names[0], volume.source, allow_empty)
     rois_out, ref_stats = roi_results(maps, inputs.rois, inputs.ref)
     provenance = {"perfmap_version": __version__, "input": str(volume.source), "kind": kind}
     provenance.update(prov)
@@ -178,7 +202,8 @@ def write_result(result: ComputeResult, volume, outputs: OutputSet, stem: str,
 def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
             method_params: Optional[dict] = None, aif="auto", mask="auto", te=None, tr=None,
             rois: Optional[dict] = None, ref=None, out_dir=None, overwrite: bool = False,
-            series=None, command: Optional[list] = None, **model_options) -> ComputeResult:
+            series=None, command: Optional[list] = None, allow_empty: bool = False,
+            **model_options) -> ComputeResult:
     """Compute the perfusion maps of one series and write them.
 
     Parameters
@@ -210,6 +235,9 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
         SeriesInstanceUID or SeriesNumber when a DICOM folder holds several.
     command : list of str, optional
         The command line, recorded in the JSON.
+    allow_empty : bool
+        Write the maps even when fewer than 1 % of the brain voxels could be
+        fitted (a warning in the log and the JSON); by default such a run fails.
     **model_options
         Options of the kind's model, e.g. for DSC ``kh``, ``rho``,
         ``baseline_frames`` ((start, stop)) and ``n_skip``.
@@ -229,7 +257,7 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
     outputs = OutputSet(out_dir, output_names(stem, aif_voxels, auto_mask, kind), overwrite)
     read_s = time.perf_counter() - t_start
     result = evaluate(volume, kind=kind, method=method, method_params=method_params, aif=aif,
-                      mask=mask, rois=rois, ref=ref, **model_options)
+                      mask=mask, rois=rois, ref=ref, allow_empty=allow_empty, **model_options)
     prov = result.provenance
     prov["command"] = command
     prov["input"] = str(input_path)
