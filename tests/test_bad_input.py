@@ -251,3 +251,44 @@ def test_nearly_all_nan_maps_fail_unless_allowed(subject, tmp_path):
     prov = json.loads((out / "dead_perfmap.json").read_text())
     assert any("could be fitted" in w for w in prov["warnings"])
     assert prov["voxels"]["not_fitted"] > 0.99 * prov["voxels"]["brain"]
+
+
+# ------------------------------------------------------------------ dual echo
+
+def _echo(subject, tmp_path, name, *, frames=None, te=0.06, tr=None, shape_cut=False):
+    img = nib.load(subject["input"])
+    data = img.get_fdata(dtype=np.float32)
+    if frames is not None:
+        data = data[..., :frames]
+    if shape_cut:
+        data = data[:-1]
+    path = tmp_path / f"{name}.nii.gz"
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    side = json.loads(Path(subject["input"].replace(".nii.gz", ".json")).read_text())
+    side["EchoTime"] = te
+    if tr is not None:
+        side["RepetitionTime"] = tr
+    (tmp_path / f"{name}.json").write_text(json.dumps(side))
+    return path
+
+
+@pytest.mark.parametrize("defect,fragments", [
+    ("grid", ("echo2.nii.gz", "second echo", "shape")),
+    ("frames", ("echo2.nii.gz", "second echo", "shape")),
+    ("tr", ("echo2.nii.gz", "TR")),
+    ("same_te", ("echo2.nii.gz", "equals the series' TE")),
+])
+def test_bad_second_echo(subject, tmp_path, defect, fragments):
+    te1 = json.loads(Path(subject["input"].replace(".nii.gz", ".json")).read_text())["EchoTime"]
+    kwargs = {"grid": dict(shape_cut=True), "frames": dict(frames=40),
+              "tr": dict(tr=2.0), "same_te": dict(te=te1)}[defect]
+    echo = _echo(subject, tmp_path, "echo2", **kwargs)
+    out = tmp_path / "out"
+    assert_fails(invoke(["compute", subject["input"], "--second-echo", echo]
+                        + base_args(subject, out)), *fragments, out_dir=out)
+
+
+def test_te2_needs_a_second_echo(subject, tmp_path):
+    out = tmp_path / "out"
+    assert_fails(invoke(["compute", subject["input"], "--te2", "0.06"] + base_args(subject, out)),
+                 "--te2", "--second-echo", out_dir=out)

@@ -99,3 +99,27 @@ def test_verbosity_on_the_group_or_the_command(subject, tmp_path):
     assert quiet_group.exit_code == quiet_cmd.exit_code == loud.exit_code == 0
     assert quiet_group.stdout == quiet_cmd.stdout == ""
     assert "brain voxels" in loud.stdout and "_cbf.nii.gz" in loud.stdout
+
+
+def test_leakage_outputs_and_json(subject, tmp_path):
+    """The DSC default (BSW) writes K2 and the reference voxels and records them."""
+    import nibabel as nib
+    import numpy as np
+
+    out = tmp_path / "o"
+    res = invoke(compute_args(subject, out) + ["--roi", f"tumour={subject['tumour']}",
+                                               "--ref", subject["ref"], "-q"])
+    assert res.exit_code == 0, res.output
+    stem = Path(subject["input"]).name[:-len(".nii.gz")]
+    k2 = nib.load(out / f"{stem}_k2.nii.gz").get_fdata()
+    ref = nib.load(out / f"{stem}_leakref.nii.gz").get_fdata()
+    mask = nib.load(subject["mask"]).get_fdata() > 0
+    assert np.isfinite(k2[mask]).mean() > 0.95 and np.isnan(k2[~mask]).all()
+    assert set(np.unique(ref)) <= {0.0, 1.0} and ref[mask].sum() > 10 and ref[~mask].sum() == 0
+    prov = json.loads((out / f"{stem}_perfmap.json").read_text())
+    assert prov["leakage"]["method"] == "bsw" and prov["leakage"]["gate"] == "reference"
+    assert prov["leakage"]["reference_voxels"] == int(ref.sum())
+    assert prov["units"]["k2"] == "1/s"
+    assert "k2_mean" in prov["rois"]["tumour"] and "k2_ratio" in prov["rois"]["tumour"]
+    none = invoke(compute_args(subject, tmp_path / "n") + ["--leakage", "none", "-q"])
+    assert none.exit_code == 0 and not list((tmp_path / "n").glob("*_k2.nii.gz"))

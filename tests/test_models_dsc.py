@@ -19,7 +19,9 @@ def phantom():
 
 
 def fit_phantom(ph, **kw):
-    model = DSCModel(kw.pop("method", "osvd"), te=ph.te, tr=ph.tr, **kw.pop("model", {}))
+    """Fit without leakage correction unless asked: these tests check the formulas."""
+    options = {"leakage": "none", **kw.pop("model", {})}
+    model = DSCModel(kw.pop("method", "osvd"), te=ph.te, tr=ph.tr, **options)
     return model.fit(ph.signal, mask=kw.pop("mask", ph.masks["brain"]),
                      aif=kw.pop("aif", ph.masks["aif"]), **kw)
 
@@ -154,7 +156,7 @@ def test_aif_without_positive_integral_is_refused(phantom):
     """A baseline window inside the bolus leaves an AIF whose integral is negative."""
     model = DSCModel("osvd", te=phantom.te, tr=phantom.tr)
     arrival = fit_phantom(phantom).provenance["baseline"]["arrival"]
-    late = DSCModel("osvd", te=phantom.te, tr=phantom.tr,
+    late = DSCModel("osvd", te=phantom.te, tr=phantom.tr, leakage="none",
                     baseline_frames=(arrival + 2, arrival + 6))
     with pytest.raises(InputDataError, match="AIF"):
         late.fit(phantom.signal, mask=phantom.masks["brain"], aif=phantom.masks["aif"])
@@ -196,3 +198,56 @@ def test_auto_aif_on_a_full_size_brain_with_few_arterial_voxels():
     op = (lambda a: np.swapaxes(a[::-1, :, ::-1], 0, 1))
     moved = model.fit(np.asfortranarray(op(signal)), mask=op(ph.masks["brain"]), aif="auto")
     np.testing.assert_array_equal(moved.aif_mask, op(chosen))
+
+
+# ------------------------------------------------------------------ leakage and dual echo
+
+@pytest.fixture(scope="module")
+def leaky():
+    """A leaky HGG phantom (SNR 30, 30 deg, Tofts extravasation in the tumour) whose tumour
+    MTT is within 15 % of the reference tissue's (BSW's own assumption; seed 4)."""
+    return make_phantom(shape=(64, 64, 8), n_frames=60, snr=30.0, seed=4, leakage=True,
+                        second_te=0.06)
+
+
+def _ratio(fit, ph, name="cbv"):
+    m = getattr(fit, name)
+    return np.nanmean(m[ph.masks["tumour"]]) / np.nanmean(m[ph.masks["ref"]])
+
+
+def test_default_leakage_correction_fixes_the_tumour_cbv_ratio(leaky):
+    ph = leaky
+    truth = ph.truth["cbv"][ph.masks["tumour"]].mean() / ph.truth["cbv"][ph.masks["ref"]].mean()
+    kw = dict(mask=ph.masks["brain"], aif=ph.masks["aif"])
+    raw = DSCModel("osvd", te=ph.te, tr=ph.tr, leakage="none").fit(ph.signal, **kw)
+    bsw = DSCModel("osvd", te=ph.te, tr=ph.tr).fit(ph.signal, **kw)
+    assert bsw.provenance["leakage"]["method"] == "bsw"
+    err_raw, err_bsw = abs(_ratio(raw, ph) / truth - 1), abs(_ratio(bsw, ph) / truth - 1)
+    assert err_bsw <= 0.10 and err_bsw <= err_raw / 2, (err_raw, err_bsw)
+    # K2 > 0 in the tumour (T1-dominant leakage), a 3D float32 map NaN outside the brain
+    assert np.nanmedian(bsw.k2[ph.masks["tumour"]]) > 0
+    assert bsw.k2.dtype == np.float32 and np.isnan(bsw.k2[~ph.masks["brain"]]).all()
+    # normal tissue unchanged (< 2 %)
+    for region in ("gm", "wm"):
+        a = np.nanmean(raw.cbv[ph.masks[region]])
+        b = np.nanmean(bsw.cbv[ph.masks[region]])
+        assert abs(b / a - 1) < 0.02, region
+    # reference voxels come from non-enhancing tissue: at most a few noisy tumour voxels
+    ref = bsw.leakage_reference
+    assert ref.sum() > 0.3 * ph.masks["wm"].sum()
+    assert (ref & ph.masks["tumour"]).sum() <= 0.10 * ph.masks["tumour"].sum()
+
+
+def test_dual_echo_defaults_to_no_leakage_correction(leaky):
+    ph = leaky
+    model = DSCModel("osvd", te=ph.te, tr=ph.tr, te2=0.06)
+    assert model.leakage == "none" and "k2" not in model.map_names
+    fit = model.fit(ph.signal, mask=ph.masks["brain"], aif=ph.masks["aif"],
+                    second_echo=ph.second_echo)
+    assert fit.provenance["dual_echo"]["te2_s"] == 0.06
+    with pytest.raises(KeyError, match="no map 'k2'"):
+        fit.map("k2")
+    with pytest.raises(ShapeError, match="second echo has shape"):
+        model.fit(ph.signal, second_echo=ph.second_echo[..., :-1])
+    with pytest.raises(ParameterError, match="other than TE"):
+        DSCModel("osvd", te=0.03, tr=1.5, te2=0.03)

@@ -30,6 +30,7 @@ from scipy.io import loadmat
 from perfmap.core.concentration import detect_baseline, dsc_concentration
 from perfmap.core.maps import cbv_from_curves, perfusion_maps
 from perfmap.deconv import available, get_backend
+from perfmap.errors import InputDataError
 
 DATA = Path(__file__).parent / "data" / "lcb_bni_dualecho_dsc_roi_curves.mat"
 ROIS = ("AIF", "NAWM", "tumor")
@@ -128,10 +129,14 @@ def test_pipeline_counts_undefined_mtt(real, tmp_path):
         nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), tmp_path / f"{name}.nii.gz")
     brain = np.ones((4, 4, 1), np.uint8)
     nib.save(nib.Nifti1Image(brain, affine), tmp_path / "brain.nii.gz")
-    res = compute(tmp_path / "exam.nii.gz", aif=tmp_path / "aif.nii.gz",
-                  mask=tmp_path / "brain.nii.gz", method="osvd", te=real["te"], tr=real["tr"],
-                  rois={"tumour": tmp_path / "tumour.nii.gz"}, ref=tmp_path / "ref.nii.gz",
-                  out_dir=tmp_path / "out")
+    args = dict(aif=tmp_path / "aif.nii.gz", mask=tmp_path / "brain.nii.gz", method="osvd",
+                te=real["te"], tr=real["tr"], rois={"tumour": tmp_path / "tumour.nii.gz"},
+                ref=tmp_path / "ref.nii.gz", out_dir=tmp_path / "out")
+    # 16 voxels are too few to choose leakage reference voxels: the default says so
+    with pytest.raises(InputDataError, match="reference voxels.*--leakage none"):
+        compute(tmp_path / "exam.nii.gz", **args)
+    assert not (tmp_path / "out").exists()
+    res = compute(tmp_path / "exam.nii.gz", leakage="none", **args)
     prov = json.loads((tmp_path / "out" / "exam_perfmap.json").read_text())
     assert prov["baseline"]["arrival"] in range(41, 49)
     assert prov["voxels"]["mtt_undefined"] == 8

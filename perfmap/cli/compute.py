@@ -55,10 +55,18 @@ def _parse_frames(ctx, param, value):
               help="Frames averaged for S0 (default: detected).")
 @click.option("--skip-frames", "n_skip", type=click.IntRange(min=0),
               help="Initial non-steady-state frames to drop (default: detected).")
-@click.option("--kh", type=float, default=DEFAULT_KH, show_default=True,
-              help="Hematocrit correction factor.")
-@click.option("--rho", type=float, default=DEFAULT_RHO, show_default=True,
-              help="Brain tissue density (g/ml).")
+@click.option("--kh", type=float, show_default=f"{DEFAULT_KH}",
+              help="DSC: hematocrit correction factor.")
+@click.option("--rho", type=float, show_default=f"{DEFAULT_RHO}",
+              help="DSC: brain tissue density (g/ml).")
+@click.option("--leakage", type=click.Choice(["bsw", "bidirectional", "none"]),
+              help="DSC leakage correction: bsw (Boxerman 2006; default for one echo), "
+                   "bidirectional (Leu 2016) or none (default with --second-echo).")
+@click.option("--second-echo", type=click.Path(exists=True),
+              help="DSC: the other echo of a dual-echo series (NIfTI or DICOM folder); dR2* "
+                   "then has no T1 leakage (Vonken 1999).")
+@click.option("--te2", type=float, help="Echo time of --second-echo in seconds (overrides its "
+              "headers).")
 @click.option("--series", help="SeriesInstanceUID or SeriesNumber (DICOM folder with several).")
 @click.option("--allow-empty", is_flag=True, help="Write the maps even when fewer than 1 % of "
               "the brain voxels could be fitted (the run fails by default).")
@@ -66,12 +74,14 @@ def _parse_frames(ctx, param, value):
 @verbosity_option
 @handle_errors
 def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, rois, ref,
-            out_dir, baseline_frames, n_skip, kh, rho, series, allow_empty, overwrite):
-    """Compute perfusion maps for one series (DSC: CBF, CBV, MTT, Tmax, TTP).
+            out_dir, baseline_frames, n_skip, kh, rho, leakage, second_echo, te2, series,
+            allow_empty, overwrite):
+    """Compute perfusion maps for one series (DSC: CBF, CBV, MTT, Tmax, TTP, K2).
 
     INPUT is a 4D NIfTI (.nii, .nii.gz) or a directory holding a DICOM series.
     Outputs go to --out-dir as STEM_cbf.nii.gz, STEM_cbv.nii.gz, STEM_mtt.nii.gz,
-    STEM_tmax.nii.gz, STEM_ttp.nii.gz, STEM_aif.tsv and STEM_perfmap.json.
+    STEM_tmax.nii.gz, STEM_ttp.nii.gz, with leakage correction STEM_k2.nii.gz and
+    STEM_leakref.nii.gz, and STEM_aif.tsv and STEM_perfmap.json.
     """
     from ..pipeline import compute as run_compute
 
@@ -80,7 +90,8 @@ def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, 
                          mask=mask, te=te, tr=tr, rois=rois, ref=ref, out_dir=out_dir,
                          overwrite=overwrite, series=series, allow_empty=allow_empty,
                          command=["perfmap"] + sys.argv[1:], kh=kh, rho=rho,
-                         baseline_frames=baseline_frames, n_skip=n_skip)
+                         baseline_frames=baseline_frames, n_skip=n_skip, leakage=leakage,
+                         second_echo=second_echo, te2=te2)
     level = verbosity()
     if level >= 0:
         prov = result.provenance

@@ -267,6 +267,7 @@ def dsc_concentration(signal, te: float, window) -> tuple[np.ndarray, np.ndarray
         s0 = block[:, start:stop].mean(axis=1, dtype=np.float64)
         bad = ~(np.isfinite(s0) & (s0 > 0)) | ~np.all(np.isfinite(block), axis=1)
         s0 = np.where(bad, 1.0, s0).astype(np.float32)[:, None]
+        block[bad] = 1.0                  # no log of 0 or Inf: these rows become NaN below
         np.maximum(block, SIGNAL_FLOOR * s0, out=block)
         with np.errstate(invalid="ignore"):
             np.divide(s0, block, out=block)

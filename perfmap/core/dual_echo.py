@@ -91,10 +91,8 @@ def dual_echo_concentration(signal1, signal2, te1: float, te2: float,
     if not te2 > te1:
         raise ParameterError(f"the second echo time ({te2} s) must be longer than the first "
                              f"({te1} s)")
-    # An infinite sample makes dsc_concentration take log(0) before flagging the row.
-    with np.errstate(divide="ignore"):
-        c1, bad1 = dsc_concentration(s1, te1, window)
-        c2, bad2 = dsc_concentration(s2, te2, window)
+    c1, bad1 = dsc_concentration(s1, te1, window)
+    c2, bad2 = dsc_concentration(s2, te2, window)
     w1, w2 = np.float32(te1 / (te2 - te1)), np.float32(te2 / (te2 - te1))
     c2 *= w2
     c2 -= w1 * c1

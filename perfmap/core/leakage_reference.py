@@ -175,10 +175,13 @@ def select_reference(conc, baseline, tail_frames: int = TAIL_FRAMES,
         raise InputDataError(f"baseline frames [{start}, {stop}) and {tail_frames} tail frames "
                              f"do not fit in {T} frames")
     keep, sd, tail, peak = _row_stats(y, start, stop, tail_frames)
-    keep &= sd > 0
+    keep = keep.astype(bool)
     if not keep.any():
-        raise InputDataError("no finite curve with a noisy baseline to choose reference voxels")
-    sd = np.where(keep, sd, 1.0)
+        raise InputDataError("no finite curve to choose leakage reference voxels from")
+    # Noise-free (simulated) curves have a zero baseline SD: a floor of 1e-6 of the
+    # typical peak keeps the rules below defined without loosening them on real data.
+    floor = 1e-6 * max(float(np.median(np.abs(peak[keep]))), np.finfo(np.float32).tiny)
+    sd = np.where(keep, np.maximum(sd, floor), 1.0)
     med, rsd = _robust(tail[keep])
     keep &= (tail >= -2.0 * sd / np.sqrt(tail_frames)) & (np.abs(tail - med) <= z * rsd)
     if keep.any():

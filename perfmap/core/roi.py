@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .maps import MAP_NAMES
-
-RATIO_MAPS = ("cbf", "cbv", "mtt")
-
 
 def roi_statistics(maps: dict[str, np.ndarray], mask: np.ndarray) -> dict:
     """Voxel count and mean/median of every map inside ``mask``.
@@ -31,9 +27,7 @@ def roi_statistics(maps: dict[str, np.ndarray], mask: np.ndarray) -> dict:
         ``MAP_median`` (None when no finite voxel).
     """
     out: dict = {"voxels": int(np.count_nonzero(mask))}
-    for name in MAP_NAMES:
-        if name not in maps:
-            continue
+    for name in maps:
         values = maps[name][mask]
         values = values[np.isfinite(values)].astype(np.float64)
         out[f"{name}_valid"] = int(values.size)
@@ -43,8 +37,9 @@ def roi_statistics(maps: dict[str, np.ndarray], mask: np.ndarray) -> dict:
 
 
 def add_ratios(stats: dict, ref_stats: dict) -> dict:
-    """Add ``cbf_ratio``, ``cbv_ratio``, ``mtt_ratio`` (ROI mean / reference mean)."""
-    for name in RATIO_MAPS:
+    """Add ``<map>_ratio`` (ROI mean / reference mean) for every map of both statistics."""
+    names = [k[:-5] for k in stats if k.endswith("_mean") and k in ref_stats]
+    for name in names:
         num, den = stats.get(f"{name}_mean"), ref_stats.get(f"{name}_mean")
         stats[f"{name}_ratio"] = (float(num / den)
                                   if num is not None and den not in (None, 0.0) else None)

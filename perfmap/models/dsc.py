@@ -1,11 +1,12 @@
 """DSC-MRI on arrays: ``DSCModel(...).fit(signal, mask, aif) -> DSCFit``.
 
-The fit runs the DSC step list (DESIGN section 2)::
+The fit runs the DSC step list (DESIGN section 2; :mod:`perfmap.models.dsc_steps`)::
 
-    grid -> brain mask -> baseline -> dR2* -> AIF -> deconvolution
+    grid -> brain mask -> baseline -> dR2* (single or dual echo) -> [leakage] -> AIF
+    -> deconvolution
 
-and the maps (CBF, CBV, MTT, Tmax, TTP; :mod:`perfmap.core.maps`) are derived
-on first access. Nothing here reads or writes files: :func:`perfmap.compute`
+and the maps (CBF, CBV, MTT, Tmax, TTP; :mod:`perfmap.core.maps`; with leakage
+correction also K2) are derived on first access. Nothing here reads or writes files: :func:`perfmap.compute`
 loads a series, calls this model and writes what it returns.
 
 Examples
@@ -26,16 +27,17 @@ from typing import Optional
 
 import numpy as np
 
-from ..core import aif as aif_mod
-from ..core.brainmask import auto_brain_mask
-from ..core.concentration import detect_baseline, dsc_concentration
 from ..core.curves import DEFAULT_KH, DEFAULT_RHO
+from ..core.leakage import METHODS as LEAKAGE_METHODS
 from ..core.maps import MAP_NAMES, MAP_UNITS, perfusion_maps
-from ..core.series import uniform_grid, voxel_curves
 from ..deconv import make_backend
-from ..errors import InputDataError, ParameterError
-from .base import Fit, Step, Work, run_steps
+from ..errors import ParameterError, ShapeError
+from .base import Fit, Work, run_steps
+from .dsc_steps import DSC_STEPS
 from .inputs import check_aif, check_mask, check_signal, frame_times_for, is_auto
+
+#: ``leakage=`` values: a correction method, or none.
+LEAKAGE_CHOICES = (*LEAKAGE_METHODS, "none")
 
 
 class DSCFit(Fit):
@@ -46,6 +48,11 @@ class DSCFit(Fit):
     cbf, cbv, mtt, tmax, ttp : ndarray, shape (X, Y, Z), float32
         ml/100 g/min, ml/100 g, s, s, s (DESIGN section 4); NaN outside the
         brain mask and where a voxel could not be fitted.
+    k2 : ndarray, shape (X, Y, Z), float32
+        Leakage rate K2 (1/s) of every brain voxel (> 0: T1-dominant leakage),
+        when leakage correction ran (``map_names`` then includes ``k2``).
+    leakage_reference : ndarray of bool, shape (X, Y, Z), or None
+        The non-enhancing voxels whose mean curve was the leakage reference.
     aif : ndarray, shape (T',)
         The arterial dR2* curve (1/s) on :attr:`times`.
     times : ndarray, shape (T',)
@@ -60,11 +67,16 @@ class DSCFit(Fit):
         written to the JSON file by :func:`perfmap.compute`.
     """
 
-    map_names = MAP_NAMES
-    map_units = MAP_UNITS
-
     def __init__(self, model: "DSCModel", work: Work):
         super().__init__(work.brain_mask)
+        self.leakage = getattr(work, "leakage", None)
+        self.map_names = MAP_NAMES + (("k2",) if self.leakage is not None else ())
+        self.map_units = dict(MAP_UNITS, **({"k2": "1/s"} if self.leakage is not None else {}))
+        self.leakage_reference = None
+        self.mask_outputs = model.mask_outputs
+        if self.leakage is not None:
+            self.leakage_reference = np.zeros(work.brain_mask.shape, bool)
+            self.leakage_reference[work.brain_mask] = work.leakage_reference
         self._model = model
         self._conc = work.brain_conc
         self.deconvolution = work.deconv
@@ -83,11 +95,15 @@ class DSCFit(Fit):
     mtt = property(lambda self: self.map("mtt"))
     tmax = property(lambda self: self.map("tmax"))
     ttp = property(lambda self: self.map("ttp"))
+    k2 = property(lambda self: self.map("k2"))
 
     def _voxel_maps(self) -> dict:
         m = self._model
-        return perfusion_maps(self._conc, self.aif, self.dt, self.deconvolution, kh=m.kh,
+        maps = perfusion_maps(self._conc, self.aif, self.dt, self.deconvolution, kh=m.kh,
                               rho=m.rho, times=self.times)
+        if self.leakage is not None:
+            maps["k2"] = self.leakage.k2
+        return maps
 
     @property
     def provenance(self) -> dict:
@@ -115,94 +131,11 @@ class DSCFit(Fit):
                                                              & ~np.isfinite(mtt))),
                        "deconvolution_failed": fit.n_failed},
             "deconvolution_info": fit.info,
-            "units": dict(MAP_UNITS),
+            "leakage": info.get("leakage", {"method": "none"}),
+            **({"dual_echo": info["dual_echo"]} if "dual_echo" in info else {}),
+            "units": dict(self.map_units),
             "timings": dict(info["timings"]),
         }
-
-
-# ---------------------------------------------------------------- the steps
-
-def _grid_step(model, w: Work) -> None:
-    w.grid = uniform_grid(w.frame_times, model.tr)
-    w.data = w.grid.resample(w.signal) if w.grid.resampled else w.signal
-    w.info["timing"] = w.grid.info
-
-
-def _mask_step(model, w: Work) -> None:
-    if w.brain_mask is not None:
-        w.info["mask"] = {"source": "given", "voxels": int(np.count_nonzero(w.brain_mask))}
-        return
-    if not np.any(w.data > 0):
-        raise InputDataError("the baseline signal is zero or negative in every brain voxel")
-    # A first mask from the temporal mean locates the baseline; the final
-    # mask comes from the baseline image itself.
-    rough = auto_brain_mask(w.data.mean(axis=-1))
-    window = detect_baseline(voxel_curves(w.data, rough).mean(axis=0), n_skip=model.n_skip,
-                             baseline_frames=model.baseline_frames)
-    w.brain_mask = auto_brain_mask(w.data[..., window.start:window.stop].mean(axis=-1))
-    w.info["mask"] = {"source": "auto", "voxels": int(np.count_nonzero(w.brain_mask))}
-
-
-def _baseline_step(model, w: Work) -> None:
-    extra = w.aif_mask
-    w.voxels = w.brain_mask if extra is None else (w.brain_mask | extra)
-    w.curves = voxel_curves(w.data, w.voxels)
-    w.in_brain = w.brain_mask[w.voxels]
-    if not np.any(w.curves[w.in_brain] > 0):
-        raise InputDataError("the baseline signal is zero or negative in every brain voxel")
-    w.window = detect_baseline(w.curves[w.in_brain].mean(axis=0), n_skip=model.n_skip,
-                               baseline_frames=model.baseline_frames)
-    win = w.window
-    w.info["baseline"] = {"start": int(win.start), "stop": int(win.stop),
-                          "arrival": int(win.arrival), "method": win.method,
-                          "skipped_frames": int(win.start)}
-
-
-def _concentration_step(model, w: Work) -> None:
-    conc, invalid = dsc_concentration(w.curves, model.te, w.window)
-    del w.curves
-    if np.all(invalid[w.in_brain]):
-        raise InputDataError("the baseline signal is zero or negative in every brain voxel")
-    start = int(w.window.start)
-    w.conc = conc[:, start:]
-    w.brain_conc = w.conc[w.in_brain]
-    w.invalid = invalid[w.in_brain]
-    w.times = w.grid.times[start:]
-
-
-def _aif_step(model, w: Work) -> None:
-    if w.aif_curve is not None:
-        curve = np.asarray(w.grid.resample(np.asarray(w.aif_curve, np.float64)))
-        w.aif = aif_mod.AifSelection(curve=curve[int(w.window.start):].astype(np.float64),
-                                     indices=np.zeros((0, 3), int), method="curve", params={})
-    elif w.aif_mask is not None:
-        rows = w.conc[w.aif_mask[w.voxels]]
-        w.aif = aif_mod.aif_from_curves(rows, np.argwhere(w.aif_mask))
-    else:
-        w.aif = aif_mod.auto_aif_from_curves(w.brain_conc, np.argwhere(w.brain_mask),
-                                             w.grid.dt, **model.aif_options)
-    if not np.all(np.isfinite(w.aif.curve)) or np.max(w.aif.curve) <= 0:
-        raise InputDataError("the AIF has no positive concentration; check the arterial "
-                             "mask or curve")
-    if not np.trapezoid(w.aif.curve) > 0:
-        raise InputDataError("the AIF's integral is not positive (is the baseline window "
-                             "inside the bolus?); check the AIF and --baseline-frames")
-
-
-def _deconvolution_step(model, w: Work) -> None:
-    w.deconv = model.backend.fit(w.brain_conc, w.aif.curve, w.grid.dt)
-
-
-#: The DSC step list (DESIGN section 2). Optional steps (denoising, leakage
-#: correction) are entries with an ``applies`` condition.
-DSC_STEPS = [
-    Step("grid", _grid_step),
-    Step("mask", _mask_step),
-    Step("baseline", _baseline_step),
-    Step("concentration", _concentration_step),
-    Step("aif", _aif_step),
-    Step("deconvolution", _deconvolution_step),
-]
 
 
 class DSCModel:
@@ -224,6 +157,12 @@ class DSCModel:
         Leading non-steady-state frames to drop, instead of the detected count.
     aif_options : dict, optional
         Options of the automatic AIF (:func:`perfmap.core.aif.auto_aif_from_curves`).
+    leakage : {"bsw", "bidirectional", "none"}, optional
+        Leakage correction (Boxerman 2006, the default for single-echo data;
+        Leu 2016; none). Default: ``bsw``, or ``none`` with a second echo (its
+        dR2* is free of T1 effects).
+    te2 : float, optional
+        Echo time (s) of the second echo given to :meth:`fit` (dual echo).
     **method_params
         Hyper-parameters of the backend (``perfmap methods`` lists them); an
         unknown key raises :class:`perfmap.errors.ParameterError`.
@@ -235,7 +174,8 @@ class DSCModel:
     def __init__(self, method: str = "osvd", te: Optional[float] = None,
                  tr: Optional[float] = None, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
                  baseline_frames=None, n_skip: Optional[int] = None,
-                 aif_options: Optional[dict] = None, **method_params):
+                 aif_options: Optional[dict] = None, leakage: Optional[str] = None,
+                 te2: Optional[float] = None, **method_params):
         if te is None or not (np.isfinite(te) and te > 0):
             raise ParameterError(f"the echo time TE must be a positive number of seconds, "
                                  f"got {te!r}")
@@ -248,31 +188,60 @@ class DSCModel:
         self.kh, self.rho = float(kh), float(rho)
         self.baseline_frames, self.n_skip = baseline_frames, n_skip
         self.aif_options = dict(aif_options or {})
+        if te2 is not None and not (np.isfinite(te2) and te2 > 0 and te2 != te):
+            raise ParameterError(f"the second echo time must be a positive number of seconds "
+                                 f"other than TE ({te} s), got {te2!r}")
+        self.te2 = None if te2 is None else float(te2)
+        if leakage is None:
+            leakage = "none" if te2 is not None else "bsw"
+        if leakage not in LEAKAGE_CHOICES:
+            raise ParameterError(f"leakage must be one of {', '.join(LEAKAGE_CHOICES)}, got "
+                                 f"{leakage!r}")
+        self.leakage = leakage
         self.backend = make_backend(method, **method_params)
 
+    @property
+    def map_names(self) -> tuple:
+        """The maps a fit of this model has (``k2`` with leakage correction)."""
+        return MAP_NAMES + (("k2",) if self.leakage != "none" else ())
+
+    @property
+    def mask_outputs(self) -> dict:
+        """Masks a fit of this model has, ``file suffix -> DSCFit attribute``."""
+        return {"leakref": "leakage_reference"} if self.leakage != "none" else {}
+
     def prepare(self, signal, mask="auto", aif="auto", frame_times=None,
-                until: str = "aif") -> Work:
+                until: str = "aif", second_echo=None) -> Work:
         """Run the steps up to and including ``until`` and return their work record.
 
         For callers that need the prepared curves rather than maps (training
         on real exams: ``work.brain_conc``, ``work.aif.curve``, ``work.grid``).
         """
-        work = self._start(signal, mask, aif, frame_times)
+        work = self._start(signal, mask, aif, frame_times, second_echo)
         names = [s.name for s in self.steps]
         if until not in names:
             raise ParameterError(f"no step {until!r}; the steps are {', '.join(names)}")
         return run_steps(self, self.steps[:names.index(until) + 1], work)
 
-    def _start(self, signal, mask, aif, frame_times) -> Work:
+    def _start(self, signal, mask, aif, frame_times, second_echo) -> Work:
         signal = check_signal(signal)
         work = Work(signal=signal)
+        work.second_echo = None
+        if second_echo is not None:
+            if self.te2 is None:
+                raise ParameterError("a second echo needs its echo time: give te2 (s)")
+            work.second_echo = check_signal(second_echo)
+            if work.second_echo.shape != signal.shape:
+                raise ShapeError(f"the second echo has shape {work.second_echo.shape} but the "
+                                 f"series has shape {signal.shape}")
         work.frame_times = frame_times_for(signal, frame_times, self.tr)
         work.brain_mask = None if is_auto(mask) else check_mask(mask, signal, "brain mask")
         work.aif_mask, work.aif_curve = check_aif(aif, signal)
         work.info.update(tr_s=self.tr, frames=int(signal.shape[-1]))
         return work
 
-    def fit(self, signal, mask="auto", aif="auto", frame_times=None) -> DSCFit:
+    def fit(self, signal, mask="auto", aif="auto", frame_times=None,
+            second_echo=None) -> DSCFit:
         """Fit every brain voxel of a 4D DSC series.
 
         Parameters
@@ -287,6 +256,9 @@ class DSCModel:
         frame_times : array_like, shape (T,), optional
             Acquisition time of each frame (s); default ``arange(T) * tr``.
             Unevenly spaced frames are resampled onto a uniform grid.
+        second_echo : array_like, shape (X, Y, Z, T), optional
+            The other echo of a dual-echo series (echo time ``te2``): dR2* is
+            then ``ln((S1/S1_0)/(S2/S2_0)) / (TE2 - TE1)`` (Vonken 1999).
 
         Returns
         -------
@@ -296,6 +268,7 @@ class DSCModel:
         ------
         ShapeError, InputDataError, ParameterError
         """
-        work = run_steps(self, self.steps, self._start(signal, mask, aif, frame_times))
+        work = run_steps(self, self.steps,
+                         self._start(signal, mask, aif, frame_times, second_echo))
         return DSCFit(self, work)
 

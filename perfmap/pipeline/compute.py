@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.roi import add_ratios, roi_statistics
-from ..errors import InputDataError
+from ..errors import InputDataError, ParameterError
 from ..io import nifti, tables
 from ..io.outputs import OutputSet
 from ..io.series import load_series
@@ -33,8 +33,8 @@ logger = logging.getLogger("perfmap")
 #: A run fails when fewer than this fraction of the brain voxels could be fitted.
 MIN_FITTED_FRACTION = 0.01
 
-__all__ = ["ComputeResult", "compute", "evaluate", "load_series", "output_names",
-           "write_result"]
+__all__ = ["ComputeResult", "build_model", "compute", "evaluate", "load_series",
+           "output_names", "write_result"]
 
 
 @dataclass
@@ -49,9 +49,12 @@ class ComputeResult:
 
 
 def output_names(stem: str, aif_voxels: bool = True, auto_mask: bool = False,
-                 kind: str = "dsc") -> list[str]:
-    """File names a run writes (DESIGN section 3)."""
-    names = [f"{stem}_{m}.nii.gz" for m in get_kind(kind).map_names]
+                 kind: str = "dsc", model=None) -> list[str]:
+    """File names a run writes (DESIGN section 3); ``model`` adds its optional maps and
+    masks (e.g. ``STEM_k2``, ``STEM_leakref`` with leakage correction)."""
+    maps = model.map_names if model is not None else get_kind(kind).map_names
+    names = [f"{stem}_{m}.nii.gz" for m in maps]
+    names += [f"{stem}_{m}.nii.gz" for m in getattr(model, "mask_outputs", {})]
     names += [f"{stem}_aif.tsv", f"{stem}_perfmap.json"]
     if aif_voxels:
         names.append(f"{stem}_aifmask.nii.gz")
@@ -126,24 +129,44 @@ def _check_not_empty(fit, primary: str, source: str, allow_empty: bool) -> None:
     fit.provenance.setdefault("warnings", []).append(message)
 
 
+def build_model(volume, kind: str = "dsc", method: Optional[str] = None,
+                method_params: Optional[dict] = None, **model_options):
+    """The kind's array model for ``volume`` and the extra arrays its ``fit`` takes.
+
+    Every option and extra input (e.g. a second echo) is read and checked here,
+    before any work. Returns ``(model, fit_inputs)``.
+    """
+    k = get_kind(kind)
+    unknown = [name for name, v in model_options.items() if name not in k.options
+               and v is not None]
+    if unknown:
+        raise ParameterError(f"{unknown[0].replace('_', '-')} is not an option of --kind "
+                             f"{kind} (it takes: {', '.join(k.options) or 'none'})")
+    given = {name: v for name, v in model_options.items() if v is not None}
+    return k.build_model(volume, method or k.default_method, dict(method_params or {}),
+                         **given)
+
+
 def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
              method_params: Optional[dict] = None, aif="auto", mask="auto", rois=None,
-             ref=None, allow_empty: bool = False, **model_options) -> ComputeResult:
+             ref=None, allow_empty: bool = False, model=None, fit_inputs=None,
+             **model_options) -> ComputeResult:
     """Fit one loaded series and collect maps and provenance; writes nothing.
 
     Parameters are those of :func:`compute`, with the series already loaded
-    (:func:`perfmap.io.series.load_series`).
+    (:func:`perfmap.io.series.load_series`); ``model`` and ``fit_inputs``, from
+    :func:`build_model`, replace ``method``, ``method_params`` and ``model_options``.
     """
     t0 = time.perf_counter()
     k = get_kind(kind)
-    method = method or k.default_method
-    model = k.build_model(volume, method, dict(method_params or {}), **model_options)
+    if model is None:
+        model, fit_inputs = build_model(volume, kind, method, method_params, **model_options)
     inputs = _read_inputs(volume, aif, mask, rois, ref)
     load_s = time.perf_counter() - t0
     with _naming(volume.source):
         fit = model.fit(volume.data, mask="auto" if inputs.brain_mask is None
                         else inputs.brain_mask, aif=inputs.aif,
-                        frame_times=volume.frame_times)
+                        frame_times=volume.frame_times, **(fit_inputs or {}))
         maps = fit.maps
         prov = fit.provenance
     if inputs.aif_label != "auto":
@@ -187,6 +210,9 @@ def write_result(result: ComputeResult, volume, outputs: OutputSet, stem: str,
             img = nifti.map_image(fit.brain_mask.astype(np.float32), volume)
             outputs.write(f"{stem}_brainmask.nii.gz",
                           lambda p, img=img: nifti.save_image(img, p))
+        for name, attribute in getattr(fit, "mask_outputs", {}).items():
+            img = nifti.map_image(getattr(fit, attribute).astype(np.uint8), volume)
+            outputs.write(f"{stem}_{name}.nii.gz", lambda p, img=img: nifti.save_image(img, p))
         result.provenance["outputs"] = sorted(outputs.names)
         timings = result.provenance.setdefault("timings", {})
         timings["write_s"] = round(time.perf_counter() - t0, 4)
@@ -240,7 +266,9 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
         fitted (a warning in the log and the JSON); by default such a run fails.
     **model_options
         Options of the kind's model, e.g. for DSC ``kh``, ``rho``,
-        ``baseline_frames`` ((start, stop)) and ``n_skip``.
+        ``baseline_frames`` ((start, stop)), ``n_skip``, ``leakage``
+        (``bsw``/``bidirectional``/``none``), ``second_echo`` (path of the other
+        echo) and ``te2`` (its echo time, s, overriding its sidecar).
 
     Returns
     -------
@@ -250,14 +278,16 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
     get_kind(kind)
     input_path = Path(input_path)
     volume = load_series(input_path, te=te, tr=tr, series=series)
+    model, fit_inputs = build_model(volume, kind, method, method_params, **model_options)
     stem = nifti.stem_of(input_path)
     out_dir = Path(out_dir) if out_dir is not None else input_path.resolve().parent
     aif_voxels = not (aif not in (None, "auto") and tables.is_text_table(aif))
     auto_mask = mask in (None, "auto")
-    outputs = OutputSet(out_dir, output_names(stem, aif_voxels, auto_mask, kind), overwrite)
+    outputs = OutputSet(out_dir, output_names(stem, aif_voxels, auto_mask, kind, model),
+                        overwrite)
     read_s = time.perf_counter() - t_start
-    result = evaluate(volume, kind=kind, method=method, method_params=method_params, aif=aif,
-                      mask=mask, rois=rois, ref=ref, allow_empty=allow_empty, **model_options)
+    result = evaluate(volume, kind=kind, aif=aif, mask=mask, rois=rois, ref=ref,
+                      allow_empty=allow_empty, model=model, fit_inputs=fit_inputs)
     prov = result.provenance
     prov["command"] = command
     prov["input"] = str(input_path)

@@ -36,11 +36,15 @@ class Kind:
     methods : callable
         ``methods() -> list of str``, the registered method names.
     build_model : callable
-        ``build_model(volume, method, method_params, **options)`` returns the
-        array model; checks the acquisition values the kind needs and raises
+        ``build_model(volume, method, method_params, **options)`` returns
+        ``(model, fit_inputs)``: the array model and the extra arrays its
+        ``fit`` takes (read from files named in ``options``). It checks the
+        acquisition values the kind needs and raises
         :class:`perfmap.errors.ParameterError` naming the file and the option.
     map_names : tuple of str
-        Maps written as ``STEM_<name>.nii.gz``.
+        Maps written as ``STEM_<name>.nii.gz`` (a model may add optional ones).
+    options : tuple of str
+        The keyword options ``build_model`` takes (others are refused by name).
     """
 
     name: str
@@ -49,6 +53,7 @@ class Kind:
     methods: Callable[[], list]
     build_model: Callable
     map_names: tuple
+    options: tuple = ()
 
 
 def register_kind(kind: Kind) -> Kind:
@@ -83,7 +88,7 @@ def _require(volume: Volume4D, value, name: str, option: str, key: str) -> None:
 
 
 def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, rho=None,
-               baseline_frames=None, n_skip=None):
+               baseline_frames=None, n_skip=None, leakage=None, second_echo=None, te2=None):
     from ..deconv.registry import check_parameter_names
     from ..models import DSCModel
 
@@ -95,9 +100,40 @@ def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, r
     check_frame_interval(volume.frame_times, DSC_TR, volume.source,
                          volume.meta.get("frame_times_source", "frame times"))
     check_voxel_size(np.linalg.norm(volume.affine[:3, :3], axis=0), volume.source)
+    fit_inputs = {}
+    if second_echo is not None:
+        echo = _second_echo(volume, second_echo, te2)
+        te2, fit_inputs["second_echo"] = echo.te, echo.data
+    elif te2 is not None:
+        raise ParameterError("--te2 is the echo time of --second-echo; give --second-echo too")
     extra = {k: v for k, v in (("kh", kh), ("rho", rho)) if v is not None}
-    return DSCModel(method, te=volume.te, tr=volume.tr, baseline_frames=baseline_frames,
-                    n_skip=n_skip, **extra, **method_params)
+    model = DSCModel(method, te=volume.te, tr=volume.tr, baseline_frames=baseline_frames,
+                     n_skip=n_skip, leakage=leakage, te2=te2, **extra, **method_params)
+    return model, fit_inputs
+
+
+def _second_echo(volume: Volume4D, path, te2) -> Volume4D:
+    """The other echo of a dual-echo series: same grid, frames and TR, another TE."""
+    from ..io.series import load_series
+
+    echo = load_series(path, te=te2)
+    where = f"{echo.source} (second echo)"
+    if echo.data.shape != volume.data.shape:
+        raise ParameterError(f"{where}: shape {echo.data.shape} differs from the series' "
+                             f"{volume.data.shape}; both echoes must have the same grid and "
+                             "frames")
+    if not np.allclose(echo.affine, volume.affine, atol=1e-3):
+        raise ParameterError(f"{where}: its grid (affine) differs from the series'")
+    if echo.tr is not None and volume.tr is not None and \
+            not np.isclose(echo.tr, volume.tr, rtol=1e-3):
+        raise ParameterError(f"{where}: TR {echo.tr:g} s differs from the series' "
+                             f"{volume.tr:g} s")
+    _require(echo, echo.te, "echo time (TE) of the second echo", "--te2", "EchoTime")
+    check_value(echo.te, DSC_TE, where, echo.meta.get("te_source", "header"))
+    if np.isclose(echo.te, volume.te, rtol=1e-6):
+        raise ParameterError(f"{where}: its echo time {echo.te:g} s equals the series' TE; "
+                             "the two echoes need different TEs (give --te2)")
+    return echo
 
 
 def _deconv_methods() -> list:
@@ -109,4 +145,5 @@ def _deconv_methods() -> list:
 DSC = register_kind(Kind(
     name="dsc", description="DSC-MRI: dR2*, deconvolution; CBF, CBV, MTT, Tmax, TTP",
     default_method="osvd", methods=_deconv_methods, build_model=_dsc_model,
-    map_names=("cbf", "cbv", "mtt", "tmax", "ttp")))
+    map_names=("cbf", "cbv", "mtt", "tmax", "ttp"),
+    options=("kh", "rho", "baseline_frames", "n_skip", "leakage", "second_echo", "te2")))

@@ -47,7 +47,7 @@ def exam_curves(manifest, config: dict, max_voxels: int = 20000, seed: int = 0,
     sets = []
     for entry in entries:
         volume = load_series(entry.input, te=entry.te, tr=entry.tr)
-        model = get_kind("dsc").build_model(volume, "csvd", {})
+        model, _ = get_kind("dsc").build_model(volume, "csvd", {}, leakage="none")
         brain = "auto" if entry.mask == "auto" else nifti.load_mask(entry.mask, volume,
                                                                     "brain mask")
         aif = "auto" if entry.aif == "auto" else nifti.load_mask(entry.aif, volume, "AIF mask")
