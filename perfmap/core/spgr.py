@@ -40,7 +40,7 @@ Haacke EM, Brown RW, Thompson MR, Venkatesan R. Magnetic Resonance Imaging:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -162,8 +162,9 @@ def _window(baseline: Baseline, T: int) -> slice:
     return slice(frames.start, frames.stop, frames.step)
 
 
-def spgr_concentration(signal, baseline: Baseline, t10, tr: float, flip_angle_deg: float,
-                       r1: float = DEFAULT_R1) -> SpgrConversion:
+def spgr_concentration(signal, baseline: Optional[Baseline], t10, tr: float,
+                       flip_angle_deg: float, r1: float = DEFAULT_R1,
+                       s_baseline=None) -> SpgrConversion:
     """Concentration curves (mM) from SPGR signal rows and a baseline window.
 
     Parameters
@@ -171,9 +172,10 @@ def spgr_concentration(signal, baseline: Baseline, t10, tr: float, flip_angle_de
     signal : array_like, shape (n, T)
         Signal of ``n`` voxels (time last), e.g. ``volume.data[mask]`` of a
         4D series. Not modified.
-    baseline : int, (start, stop) or slice
+    baseline : int, (start, stop), slice or None
         Pre-contrast frames whose mean is ``S_baseline``: an int ``k`` means
         frames ``0 .. k-1``; ``(start, stop)`` frames ``start .. stop-1``.
+        None when ``s_baseline`` is given.
     t10 : float or array_like, shape (n,)
         Pre-contrast T1 (s) of each voxel, or one value for all.
     tr : float
@@ -182,6 +184,10 @@ def spgr_concentration(signal, baseline: Baseline, t10, tr: float, flip_angle_de
         Flip angle (degrees).
     r1 : float
         Longitudinal relaxivity (/mM/s).
+    s_baseline : float or array_like, shape (n,), optional
+        Pre-contrast signal given instead of a baseline window, e.g.
+        ``spgr_signal(m0, 1 / t10, tr, flip_angle_deg)`` from the M0 of a VFA
+        fit or of a phantom's description.
 
     Returns
     -------
@@ -194,8 +200,9 @@ def spgr_concentration(signal, baseline: Baseline, t10, tr: float, flip_angle_de
     ShapeError
         ``signal`` not 2-D, or ``t10`` of the wrong length.
     ParameterError
-        Non-positive TR, T10 or relaxivity, flip angle outside (0, 180), or an
-        empty baseline window.
+        Non-positive TR, T10 or relaxivity, flip angle outside (0, 180), an
+        empty baseline window, or both or neither of ``baseline`` and
+        ``s_baseline``.
 
     Examples
     --------
@@ -210,7 +217,11 @@ def spgr_concentration(signal, baseline: Baseline, t10, tr: float, flip_angle_de
     if signal.ndim != 2:
         raise ShapeError(f"signal must be 2-D (voxels, time), got shape {signal.shape}")
     n, T = signal.shape
-    win = _window(baseline, T)
+    if (baseline is None) == (s_baseline is None):
+        raise ParameterError("give either a baseline window or s_baseline, not both or neither")
+    win = None if baseline is None else _window(baseline, T)
+    if s_baseline is not None:
+        s_baseline = np.broadcast_to(np.asarray(s_baseline, dtype=np.float64), (n,))
     if not (np.isfinite(r1) and r1 > 0):
         raise ParameterError(f"the relaxivity r1 must be positive (/mM/s), got {r1!r}")
     t10 = np.asarray(t10, dtype=np.float64)
@@ -226,7 +237,8 @@ def spgr_concentration(signal, baseline: Baseline, t10, tr: float, flip_angle_de
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         block = np.asarray(signal[start:stop], dtype=np.float64)
-        base = block[:, win].mean(axis=1)
+        base = (block[:, win].mean(axis=1) if win is not None
+                else np.array(s_baseline[start:stop]))
         bad = ~(np.isfinite(base) & (base > 0))
         base[bad] = np.nan
         r10 = r10_all[start:stop, None]

@@ -37,7 +37,6 @@ Deoni SCL, Rutt BK, Peters TM. Rapid combined T1 and T2 mapping using
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 

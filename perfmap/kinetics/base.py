@@ -33,7 +33,8 @@ import numpy as np
 
 from ..core.lsq import batched_lm
 from ..errors import InputDataError, ParameterError, ShapeError
-from .convolution import cumulative_integral, shift_curve
+from .convolution import shift_curve
+from .fitting import ArterialInput, fit_with_delay_grid, normal_equations
 
 #: (T, k) float64 elements per working array; sets the automatic chunk size.
 ELEMENTS_PER_CHUNK = 1 << 21
@@ -71,65 +72,26 @@ class KineticFit:
         return self.params[name]
 
 
-class ArterialInput:
-    """The plasma AIF on the sampling grid: one curve (T,) or one per column (T, k)."""
-
-    def __init__(self, aif, times):
-        self.aif = np.asarray(aif, dtype=np.float64)
-        self.times = np.asarray(times, dtype=np.float64)
-        self._integral = None
-
-    @property
-    def shared(self) -> bool:
-        return self.aif.ndim == 1
-
-    @property
-    def integral(self) -> np.ndarray:
-        """Running integral of the AIF (mM s), same shape as ``aif``."""
-        if self._integral is None:
-            self._integral = cumulative_integral(self.aif, self.times)
-        return self._integral
-
-    def select(self, rows: np.ndarray) -> "ArterialInput":
-        """The input of the columns ``rows`` (itself when shared)."""
-        if self.shared or rows.size == self.aif.shape[1]:
-            return self
-        sub = ArterialInput(self.aif[:, rows], self.times)
-        if self._integral is not None:
-            sub._integral = self._integral[:, rows]
-        return sub
-
-
-def normal_equations(r: np.ndarray, cols: list) -> tuple:
-    """``cost = r.r``, ``grad = J^T r``, ``hess = J^T J`` per column of time-major arrays.
-
-    ``r`` is (T, k); each Jacobian column is (T, k) or (T,) (the same for all voxels).
-    """
-    P, k = len(cols), r.shape[1]
-    dot = lambda a, b: (a @ b if a.ndim == 1 else b @ a if b.ndim == 1
-                        else np.einsum("tk,tk->k", a, b))
-    g = np.empty((k, P))
-    H = np.empty((k, P, P))
-    for p in range(P):
-        g[:, p] = dot(cols[p], r)
-        for q in range(p + 1):
-            H[:, p, q] = H[:, q, p] = dot(cols[p], cols[q])
-    return np.einsum("tk,tk->k", r, r), g, H
-
-
-def least_squares_start(columns: list, y: np.ndarray) -> np.ndarray:
-    """Per-voxel linear least squares ``min |sum_p b_p X_p - y|^2``; (k, P), NaN if singular."""
-    _, g, H = normal_equations(-y, columns)
-    scale = np.sqrt(np.maximum(np.einsum("kii->ki", H), 1e-300))
-    Hs = H / scale[:, :, None] / scale[:, None, :]
-    Hs += 1e-12 * np.eye(len(columns))
-    with np.errstate(all="ignore"):
-        b = np.linalg.solve(Hs, (-g / scale)[..., None])[..., 0] / scale
-    return b
-
-
 class KineticModel(ABC):
-    """Base class of the tracer-kinetic models (subclasses registered by name)."""
+    """Base class of the tracer-kinetic models (subclasses registered by name).
+
+    Parameters
+    ----------
+    fit_delay : bool
+        Fit an arterial delay per voxel (grid search and refinement).
+    delay_range : (float, float)
+        Delays searched (s); the OSIPI convention (-10, 10) by default.
+    delay_step : float
+        Grid step of the delay search (s).
+    max_iter : int
+        Most Levenberg-Marquardt iterations per voxel.
+    chunk_size : int, optional
+        Voxels per chunk; by default about 2 million float64 values per
+        working array (e.g. 20 000 voxels of 100 frames).
+    n_threads : int
+        Chunks fitted in parallel threads (NumPy releases the GIL); results do
+        not depend on it.
+    """
 
     name: ClassVar[str] = ""
     #: fitted parameters, in the order of ``x`` (time in s)
@@ -139,7 +101,7 @@ class KineticModel(ABC):
 
     def __init__(self, fit_delay: bool = False, delay_range=(-10.0, 10.0),
                  delay_step: float = 1.0, max_iter: int = 100,
-                 chunk_size: Optional[int] = None):
+                 chunk_size: Optional[int] = None, n_threads: int = 1):
         lo, hi = (float(v) for v in delay_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ParameterError(f"delay_range must be (low, high) with low < high, got {delay_range!r}")
@@ -149,16 +111,23 @@ class KineticModel(ABC):
             raise ParameterError(f"max_iter must be a positive integer, got {max_iter!r}")
         if chunk_size is not None and int(chunk_size) < 1:
             raise ParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if int(n_threads) < 1:
+            raise ParameterError(f"n_threads must be a positive integer, got {n_threads!r}")
         self.fit_delay = bool(fit_delay)
         self.delay_range = (lo, hi)
         self.delay_step = float(delay_step)
         self.max_iter = int(max_iter)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.n_threads = int(n_threads)
 
     # -- for subclasses ---------------------------------------------------
     @abstractmethod
     def bounds(self) -> tuple:
-        """``(lower, upper, x_scale, fail_lower, fail_upper)``, arrays of shape (P,)."""
+        """``(lower, upper, x_scale)``, arrays of shape (P,) in internal units."""
+
+    @abstractmethod
+    def implausible(self, x: np.ndarray) -> np.ndarray:
+        """True (k,) where fitted ``x`` (k, P) sits on a bound the data cannot justify."""
 
     @abstractmethod
     def start(self, y: np.ndarray, inp: ArterialInput) -> np.ndarray:
@@ -230,20 +199,20 @@ class KineticModel(ABC):
         n, T = conc.shape
         grid = self._delay_grid()
         per_chunk = self.chunk_size or max(1, ELEMENTS_PER_CHUNK // (T * (grid.size or 1)))
-        maps = {k: np.full(n, np.nan, np.float32) for k in self.units}
-        if self.fit_delay:
-            maps["delay"] = np.full(n, np.nan, np.float32)
+        names = list(self.units) + (["delay"] if self.fit_delay else [])
+        maps = {k: np.full(n, np.nan, np.float32) for k in names}
         failed = np.ones(n, bool)
         rms = np.full(n, np.nan, np.float32)
-        counts = dict(nonfinite_input=0, not_converged=0, at_bound=0, delay_at_range_edge=0)
         iters = np.zeros(n, np.int64)
-        for s in range(0, n, per_chunk):
+        counts = dict(nonfinite_input=0, not_converged=0, at_bound=0, delay_at_range_edge=0)
+
+        def job(s):                       # chunks write disjoint slices: thread-safe
             e = min(s + per_chunk, n)
             y = np.ascontiguousarray(conc[s:e].T, dtype=np.float64)
             bad = ~np.all(np.isfinite(y), axis=0)
             y[:, bad] = 0.0
             out = self._fit_chunk(y, aif, times, grid)
-            ok = self._judge(out, bad, counts)
+            ok, chunk_counts = self._judge(out, bad)
             chunk_maps = self.to_maps(out["x"])
             if self.fit_delay:
                 chunk_maps["delay"] = out["delay"]
@@ -253,9 +222,21 @@ class KineticModel(ABC):
             rms[s:e] = np.where(ok, np.sqrt(out["cost"] / T), np.nan)
             failed[s:e] = ~ok
             iters[s:e] = out["n_iter"]
-        info = dict(self.params(), units=dict(self.units, **({"delay": "s"} if self.fit_delay else {})),
-                    n_voxels=int(n), n_failed=int(failed.sum()), failures=counts,
-                    median_iterations=float(np.median(iters)) if n else 0.0)
+            return chunk_counts
+
+        starts = range(0, n, per_chunk)
+        if self.n_threads > 1 and len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=self.n_threads) as pool:
+                results = list(pool.map(job, starts))
+        else:
+            results = [job(s) for s in starts]
+        for chunk_counts in results:
+            for key, val in chunk_counts.items():
+                counts[key] += val
+        units = dict(self.units, **({"delay": "s"} if self.fit_delay else {}))
+        info = dict(self.params(), units=units, n_voxels=int(n), n_failed=int(failed.sum()),
+                    failures=counts, median_iterations=float(np.median(iters)) if n else 0.0)
         return KineticFit(params=maps, failed=failed, rms=rms, info=info)
 
     # -- internals --------------------------------------------------------
@@ -287,8 +268,9 @@ class KineticModel(ABC):
         lo, hi = self.delay_range
         return lo + self.delay_step * np.arange(int(np.floor((hi - lo) / self.delay_step + 1e-9)) + 1)
 
-    def _lm(self, y, inp, x0=None, max_iter=None):
-        lo, hi, scale, _, _ = self.bounds()
+    def solve(self, y, inp: ArterialInput, x0=None, max_iter: Optional[int] = None):
+        """Bounded LM fit of time-major curves ``y`` (T, k); returns the :class:`LMResult`."""
+        lo, hi, scale = self.bounds()
         if x0 is None:
             x0 = self.start(y, inp)
         full = y.shape[1]
@@ -303,40 +285,18 @@ class KineticModel(ABC):
                           project=self.project)
 
     def _fit_chunk(self, y, aif, times, grid) -> dict:
-        if grid.size == 0:
-            res = self._lm(y, ArterialInput(aif, times))
-            return dict(x=res.x, cost=res.cost, converged=res.converged, n_iter=res.n_iter)
-        k, G, P = y.shape[1], grid.size, len(self.internal)
-        shifted = shift_curve(aif, times, grid)                              # (T, G)
-        res = self._lm(np.repeat(y, G, axis=1), ArterialInput(np.tile(shifted, (1, k)), times),
-                       max_iter=min(self.max_iter, 30))
-        cost = np.where(np.isfinite(res.cost), res.cost, np.inf).reshape(k, G)
-        j = np.argmin(cost, axis=1)
-        best_x = res.x.reshape(k, G, P)[np.arange(k), j]
-        jm, jp = np.clip(j - 1, 0, G - 1), np.clip(j + 1, 0, G - 1)
-        c0, cm, cp = (cost[np.arange(k), i] for i in (j, jm, jp))
-        curv = cm - 2 * c0 + cp
-        with np.errstate(all="ignore"):
-            off = np.where((j > 0) & (j < G - 1) & (curv > 0) & np.isfinite(curv),
-                           np.clip(0.5 * (cm - cp) / curv, -0.5, 0.5), 0.0)
-        delays = np.concatenate([grid[j], grid[j] + off * self.delay_step])
-        fin = self._lm(np.hstack([y, y]), ArterialInput(shift_curve(aif, times, delays), times),
-                       x0=np.vstack([best_x, best_x]))
-        fc = np.where(fin.converged & np.isfinite(fin.cost), fin.cost, np.inf).reshape(2, k)
-        pick = np.argmin(fc, axis=0) * k + np.arange(k)
-        return dict(x=fin.x[pick], cost=fin.cost[pick], converged=fin.converged[pick],
-                    n_iter=fin.n_iter[pick] + res.n_iter.reshape(k, G).max(1),
-                    delay=delays[pick], edge=(j == 0) | (j == G - 1))
+        if grid.size:
+            return fit_with_delay_grid(self, y, aif, times, grid, self.delay_step)
+        res = self.solve(y, ArterialInput(aif, times))
+        return dict(x=res.x, cost=res.cost, converged=res.converged, n_iter=res.n_iter)
 
-    def _judge(self, out, bad, counts) -> np.ndarray:
-        lo, hi, _, fail_lo, fail_hi = self.bounds()
+    def _judge(self, out, bad) -> tuple:
         x = out["x"]
-        tol = 1e-6 * np.maximum(np.abs(hi - lo), 1e-300)
-        at_bound = np.any((fail_hi & (x >= hi - tol)) | (fail_lo & (x <= lo + tol)), axis=1)
+        at_bound = self.implausible(x)
         conv = out["converged"] & np.isfinite(out["cost"])
         edge = out.get("edge", np.zeros(x.shape[0], bool))
-        counts["nonfinite_input"] += int(np.count_nonzero(bad))
-        counts["not_converged"] += int(np.count_nonzero(~bad & ~conv))
-        counts["at_bound"] += int(np.count_nonzero(~bad & conv & at_bound))
-        counts["delay_at_range_edge"] += int(np.count_nonzero(~bad & conv & ~at_bound & edge))
-        return ~bad & conv & ~at_bound & ~edge
+        counts = dict(nonfinite_input=int(np.count_nonzero(bad)),
+                      not_converged=int(np.count_nonzero(~bad & ~conv)),
+                      at_bound=int(np.count_nonzero(~bad & conv & at_bound)),
+                      delay_at_range_edge=int(np.count_nonzero(~bad & conv & ~at_bound & edge)))
+        return ~bad & conv & ~at_bound & ~edge, counts

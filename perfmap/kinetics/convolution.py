@@ -71,9 +71,10 @@ def _steps(times):
 
 
 def _source(c0, c1, a, out):
-    """``out[1:] = c0 * a[:-1] + c1 * a[1:]`` without large temporaries."""
-    if a.ndim == 1 and c0.ndim == 1:           # one AIF, uniform grid: one BLAS product
-        np.matmul(np.stack([a[:-1], a[1:]], axis=1), np.stack([c0, c1]), out=out[1:])
+    """``out[1:] = c0 * a[:-1] + c1 * a[1:]`` (elementwise: no threaded BLAS call)."""
+    if a.ndim == 1 and c0.ndim == 1:           # one AIF, uniform grid
+        np.multiply(a[:-1, None], c0, out=out[1:])
+        out[1:] += a[1:, None] * c1
         return
     a2 = a[:, None] if a.ndim == 1 else a
     tmp = np.empty(out.shape[1])

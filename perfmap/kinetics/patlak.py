@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArterialInput, KineticModel, least_squares_start
+from .base import KineticModel
+from .fitting import ArterialInput, least_squares_start, near
 from .registry import register
 
 PER_MIN = 60.0
@@ -50,13 +51,15 @@ class Patlak(KineticModel):
     units = {"ktrans": "1/min", "vp": "ml/ml"}
 
     def bounds(self):
-        return (np.array([0.0, 0.0]), np.array([KTRANS_MAX, 1.0]), np.array([1e-3, 0.05]),
-                np.zeros(2, bool), np.array([True, False]))
+        return np.array([0.0, 0.0]), np.array([KTRANS_MAX, 1.0]), np.array([1e-3, 0.05])
+
+    def implausible(self, x):
+        return near(x[:, 0], KTRANS_MAX, 0.0, KTRANS_MAX)
 
     def start(self, y, inp: ArterialInput):
         b = least_squares_start([inp.integral, inp.aif], y)
         b = np.where(np.isfinite(b), b, 0.0)
-        lo, hi = self.bounds()[:2]
+        lo, hi, _ = self.bounds()
         return np.clip(b, lo, hi)
 
     def curves(self, x, inp: ArterialInput, jacobian: bool):

@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArterialInput, KineticModel, least_squares_start
+from .base import KineticModel
+from .fitting import ArterialInput, least_squares_start, near
 from .convolution import cumulative_integral, exp_convolution
 from .registry import register
 from .tofts import ExtendedTofts
@@ -90,8 +91,12 @@ class TwoCompartmentExchange(KineticModel):
 
     def bounds(self):
         return (np.array([FP_MIN, 0.0, V_MIN, V_MIN]), np.array([FP_MAX, PS_MAX, 1.0, 1.0]),
-                np.array([5e-3, 1e-3, 0.05, 0.2]), np.array([True, False, False, False]),
-                np.array([True, True, False, False]))
+                np.array([5e-3, 1e-3, 0.05, 0.2]))
+
+    def implausible(self, x):
+        lo, hi, _ = self.bounds()
+        return (near(x[:, 0], lo[0], lo[0], hi[0]) | near(x[:, 0], hi[0], lo[0], hi[0])
+                | near(x[:, 1], hi[1], lo[1], hi[1]))
 
     def start(self, y, inp: ArterialInput):
         iy = cumulative_integral(y, inp.times)
@@ -104,13 +109,14 @@ class TwoCompartmentExchange(KineticModel):
             ve = b4 / P - vp
             ps = P * vp * ve / fp
         x = np.stack([fp, ps, vp, ve], axis=1)
-        lo, hi = self.bounds()[:2]
+        lo, hi, _ = self.bounds()
         good = np.all(np.isfinite(x) & (x > lo) & (x < hi), axis=1)
         if not good.all():                                   # fall back to extended Tofts
             et = ExtendedTofts().start(y[:, ~good], inp.select(np.flatnonzero(~good)))
-            kt, kep, v = et.T
+            kep, ve_, v = et.T
+            kt = kep * ve_
             fb = np.stack([np.maximum(10 * kt, 20 / ML100_MIN), kt, np.maximum(v, 0.01),
-                           np.clip(kt / kep, 0.05, 0.9)], axis=1)
+                           np.clip(ve_, 0.05, 0.9)], axis=1)
             x[~good] = fb
         return np.clip(x, lo, hi)
 

@@ -6,22 +6,23 @@ Extended Tofts (Tofts et al. 1999; Sourbron & Buckley 2012)::
     kep = Ktrans / ve
 
 and the Tofts model is the same with ``vp = 0``. Internally the parameters are
-``(Ktrans, kep[, vp])`` with rates in 1/s, which makes the model linear in
-``Ktrans`` and ``vp``; the convolution is exact for a piecewise-linear AIF
-(:func:`perfmap.kinetics.convolution.exp_convolution`) and the Jacobian is
-analytic::
+``(kep, ve[, vp])`` with ``kep`` in 1/s: every bound is then a box
+(``ve <= 1`` included) and the model is linear in ``ve`` and ``vp``. With
+``G(kep) = kep F(kep)``, ``F`` the exact convolution of the piecewise-linear AIF
+with ``exp(-kep t)`` (:func:`perfmap.kinetics.convolution.exp_convolution`),
+``C = vp c_p + ve G(kep)`` and the Jacobian is analytic::
 
-    dC/dKtrans = F(kep),   dC/dkep = Ktrans dF/dkep,   dC/dvp = c_p
+    dC/dkep = ve (F + kep dF/dkep),   dC/dve = G,   dC/dvp = c_p
 
 Start: the linearised model of Murase (2004), solved by linear least squares
 per voxel::
 
     C(t) = (Ktrans + kep vp) int_0^t c_p - kep int_0^t C + vp c_p(t)
 
-Bounds: ``0 <= Ktrans <= 5 /min``, ``1e-5 /s <= kep <= 3 /s`` (180 /min),
-``0 <= vp <= 1`` and ``ve = Ktrans / kep <= 1`` (kept by raising kep). A fit
-ending at the upper bound of Ktrans or kep fails the voxel: the data then
-cannot tell the extravascular space from the plasma.
+Bounds: ``1e-5 /s <= kep <= 3 /s`` (180 /min), ``0 <= ve <= 1``,
+``0 <= vp <= 1``. A fit ending with kep at its upper bound while ``ve`` still
+contributes, or with ``Ktrans = kep ve`` above 5 /min, fails the voxel: the
+data then cannot tell the extravascular space from the plasma.
 
 References
 ----------
@@ -39,30 +40,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArterialInput, KineticModel, least_squares_start
+from .base import KineticModel
+from .fitting import ArterialInput, least_squares_start, near
 from .convolution import cumulative_integral, exp_convolution
 from .registry import register
 
 PER_MIN = 60.0
 KTRANS_MAX = 5.0 / PER_MIN          # 1/s
 KEP_MIN, KEP_MAX = 1e-5, 3.0        # 1/s
-DEFAULT_KTRANS, DEFAULT_KEP, DEFAULT_VP = 0.1 / PER_MIN, 0.5 / PER_MIN, 0.02
+DEFAULT_KEP, DEFAULT_VE, DEFAULT_VP = 0.5 / PER_MIN, 0.2, 0.02
 
 
 class _ToftsFamily(KineticModel):
     with_vp = False
 
     def bounds(self):
-        lo = [0.0, KEP_MIN] + [0.0] * self.with_vp
-        hi = [KTRANS_MAX, KEP_MAX] + [1.0] * self.with_vp
-        scale = [1e-3, 1e-2] + [0.05] * self.with_vp
-        fail_hi = [True, True] + [False] * self.with_vp
-        return (np.array(lo), np.array(hi), np.array(scale),
-                np.zeros(len(lo), bool), np.array(fail_hi))
+        n = 2 + self.with_vp
+        return (np.array([KEP_MIN, 0.0, 0.0][:n]), np.array([KEP_MAX, 1.0, 1.0][:n]),
+                np.array([1e-2, 0.1, 0.05][:n]))
 
-    def project(self, x):
-        x[:, 1] = np.maximum(x[:, 1], x[:, 0])          # ve = Ktrans / kep <= 1
-        return x
+    def implausible(self, x):
+        lo, hi, _ = self.bounds()
+        kep_max = near(x[:, 0], hi[0], lo[0], hi[0]) & (x[:, 1] > 1e-6)
+        return kep_max | (x[:, 0] * x[:, 1] > KTRANS_MAX * (1 + 1e-9))
 
     def start(self, y, inp: ArterialInput):
         cols = [inp.integral, -cumulative_integral(y, inp.times)]
@@ -73,39 +73,45 @@ class _ToftsFamily(KineticModel):
         good = np.isfinite(b).all(1) & (kep > KEP_MIN)
         kep = np.where(good, kep, DEFAULT_KEP)
         vp = np.where(good, b[:, 2], DEFAULT_VP) if self.with_vp else 0.0
-        ktrans = np.where(good, b[:, 0] - kep * vp, DEFAULT_KTRANS)
-        x = [ktrans, kep] + ([vp] if self.with_vp else [])
-        lo, hi = self.bounds()[:2]
-        return self.project(np.clip(np.stack(x, axis=1), lo, hi))
+        ve = np.where(good, (b[:, 0] - kep * vp) / kep, DEFAULT_VE)
+        x = [kep, ve] + ([vp] if self.with_vp else [])
+        lo, hi, _ = self.bounds()
+        return np.clip(np.stack(x, axis=1), lo, hi)
 
     def curves(self, x, inp: ArterialInput, jacobian: bool):
-        ktrans, kep = x[:, 0], x[:, 1]
-        if jacobian:
-            F, dF = exp_convolution(inp.aif, inp.times, kep, derivative=True)
-        else:
-            F = exp_convolution(inp.aif, inp.times, kep)
-        model = F * ktrans
+        kep, ve = x[:, 0], x[:, 1]
         ca = inp.aif
+        if jacobian:
+            F, dF = exp_convolution(ca, inp.times, kep, derivative=True)
+            dF *= kep
+            dF += F                                       # d(kep F)/dkep
+        else:
+            F = exp_convolution(ca, inp.times, kep)
+        F *= kep                                          # G = kep F
+        model = F * ve
         if self.with_vp:
             model += (ca if ca.ndim == 2 else ca[:, None]) * x[:, 2]
         if not jacobian:
             return model, None
-        dF *= ktrans
-        cols = [F, dF] + ([ca] if self.with_vp else [])
-        return model, cols
+        dF *= ve                                          # dC/dkep
+        return model, [dF, F] + ([ca] if self.with_vp else [])
 
     def to_maps(self, x):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = {"ktrans": x[:, 0] * PER_MIN, "ve": x[:, 0] / x[:, 1], "kep": x[:, 1] * PER_MIN}
+        out = {"ktrans": x[:, 0] * x[:, 1] * PER_MIN, "ve": x[:, 1].copy(),
+               "kep": x[:, 0] * PER_MIN}
         if self.with_vp:
             out["vp"] = x[:, 2].copy()
         return out
 
     def from_maps(self, maps):
         ktrans = np.asarray(maps["ktrans"], np.float64) / PER_MIN
-        kep = (np.asarray(maps["kep"], np.float64) / PER_MIN if "kep" in maps
-               else ktrans / np.asarray(maps["ve"], np.float64))
-        cols = [ktrans, kep] + ([maps["vp"]] if self.with_vp else [])
+        if "kep" in maps:
+            kep = np.asarray(maps["kep"], np.float64) / PER_MIN
+            ve = ktrans / kep
+        else:
+            ve = np.asarray(maps["ve"], np.float64)
+            kep = ktrans / ve
+        cols = [kep, ve] + ([maps["vp"]] if self.with_vp else [])
         return np.stack(np.broadcast_arrays(*[np.asarray(c, np.float64) for c in cols]), axis=1)
 
 
@@ -125,7 +131,7 @@ class Tofts(_ToftsFamily):
     (0.2, 0.3, 0)
     """
 
-    internal = ("ktrans", "kep")
+    internal = ("kep", "ve")
     units = {"ktrans": "1/min", "ve": "ml/ml", "kep": "1/min"}
     with_vp = False
 
@@ -146,6 +152,6 @@ class ExtendedTofts(_ToftsFamily):
     [0.1, 0.2, 0.05]
     """
 
-    internal = ("ktrans", "kep", "vp")
+    internal = ("kep", "ve", "vp")
     units = {"ktrans": "1/min", "ve": "ml/ml", "vp": "ml/ml", "kep": "1/min"}
     with_vp = True
