@@ -19,10 +19,13 @@ and with a linear relaxivity (fast water exchange) the concentration is
 ``C = (R1 - R10) / r1`` in mM (``r1`` in /mM/s; default 4.5, Gd-DTPA at 1.5 T
 after Stanisz & Henkelman 2000, the value the QIBA DROs use).
 
-The inversion is undefined when ``E1 <= 0``, i.e. ``y >= 1``: the signal rose
-above ``M0 sin(a)``, the limit of an infinite R1 (noise on a heavily enhanced
-voxel, or a wrong T10 or flip angle). Such frames are NaN and counted, never
-clipped. Rows whose baseline is not positive and finite are NaN and counted too.
+Only ``0 <= y < 1`` maps back to a rate ``R1 >= 0`` (``0 < E1 <= 1``). For
+``1 <= y < 1/cos(a)`` the argument of the logarithm is ``<= 0``; beyond, the
+formula returns ``E1 > 1``, a negative R1: both mean the signal rose to or above
+``M0 sin(a)``, the limit of an infinite R1 (noise on a heavily enhanced voxel,
+or a wrong T10 or flip angle). Such frames, and negative signals, are NaN and
+counted, never clipped. Rows whose baseline is not positive and finite are NaN
+and counted too.
 
 References
 ----------
@@ -64,7 +67,8 @@ class SpgrConversion:
         Concentration in mM (float32 for float32 or integer input, else
         float64). NaN where undefined.
     n_undefined : int
-        Frames (over all voxels) where the inversion was undefined (``E1 <= 0``).
+        Frames (over all voxels) where the inversion was undefined (``y`` outside
+        [0, 1): signal at or above ``M0 sin(a)``, or negative).
     n_bad_baseline : int
         Voxels whose baseline signal is not positive and finite (whole row NaN).
     """
@@ -130,7 +134,7 @@ def r1_from_ratio(ratio, r10, tr: float, flip_angle_deg: float) -> np.ndarray:
     Returns
     -------
     ndarray, float64
-        ``R1``; NaN where the inversion is undefined (``E1 <= 0``).
+        ``R1``; NaN where the inversion is undefined (``y`` outside [0, 1)).
 
     Examples
     --------
@@ -144,7 +148,7 @@ def r1_from_ratio(ratio, r10, tr: float, flip_angle_deg: float) -> np.ndarray:
     y = np.asarray(ratio, dtype=np.float64) * ((1.0 - e0) / (1.0 - cos_a * e0))
     with np.errstate(divide="ignore", invalid="ignore"):
         e1 = (1.0 - y) / (1.0 - cos_a * y)
-        r1 = -np.log(np.where(e1 > 0, e1, np.nan)) / tr
+        r1 = -np.log(np.where((y >= 0) & (y < 1), e1, np.nan)) / tr
     return r1
 
 
