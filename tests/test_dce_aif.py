@@ -19,8 +19,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from perfmap.core.dce_aif import (PARKER_2006, auto_dce_aif, fit_parker_delay, parker_aif,
-                                  plasma_from_blood)
+from perfmap.core.dce_aif import (PARKER_2006, auto_dce_aif, early_enhancing_curve,
+                                  fit_parker_delay, parker_aif, plasma_from_blood)
 from perfmap.errors import InputDataError, ParameterError, ShapeError
 
 from osipi_dce import folder, within
@@ -157,6 +157,19 @@ def test_auto_aif_refuses_tissue_only_and_bad_input():
         auto_dce_aif(curves, idx, t, peak_fraction=0)
     with pytest.raises(InputDataError, match="finite curves"):
         auto_dce_aif(np.full((5, t.size), np.nan), idx[:5], t)
+
+
+def test_parker_arrival_from_the_early_enhancing_curve():
+    # The arteries reach half their peak first: the early-enhancing mean is arterial
+    # and the fitted arrival is the phantom's (20 s), independent of row order.
+    curves, idx, t, _ = phantom(4)
+    early = early_enhancing_curve(curves, idx, t, fraction=0.02)
+    delay, _ = fit_parker_delay(early, t)
+    assert delay == pytest.approx(20.0, abs=1.0)
+    order = np.random.default_rng(0).permutation(len(curves))
+    np.testing.assert_array_equal(early_enhancing_curve(curves[order], idx[order], t, 0.02), early)
+    with pytest.raises(InputDataError, match="no finite curve enhances"):
+        early_enhancing_curve(-np.ones((3, t.size)), idx[:3], t)
 
 
 def test_auto_aif_on_qiba_v6_finds_the_vascular_strip(shared_data):

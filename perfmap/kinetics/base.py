@@ -91,6 +91,19 @@ class KineticModel(ABC):
     n_threads : int
         Chunks fitted in parallel threads (NumPy releases the GIL); results do
         not depend on it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from perfmap.kinetics import get_model
+    >>> t = np.arange(0, 240.0, 2.0)
+    >>> aif = 5 * (t / 20) * np.exp(1 - t / 20)
+    >>> model = get_model("etofts")(fit_delay=True)
+    >>> c = model.predict({"ktrans": [0.1, 0.3], "ve": [0.2, 0.4], "vp": [0.05, 0.02]},
+    ...                   aif, t, delay=2.0)
+    >>> fit = model.fit(c, aif, t)
+    >>> [round(float(v), 3) for v in fit.params["ktrans"]], fit.params["delay"].round(1).tolist()
+    ([0.1, 0.3], [2.0, 2.0])
     """
 
     name: ClassVar[str] = ""
@@ -160,7 +173,29 @@ class KineticModel(ABC):
     def predict(self, params: dict, aif_plasma, times, delay=None) -> np.ndarray:
         """Model concentration curves (n, T), mM, for parameter maps in reported units.
 
-        ``delay`` (s, scalar or (n,)) shifts the AIF later before the model is applied.
+        Parameters
+        ----------
+        params : dict of str to array_like, shape (n,) or scalars
+            The model's maps in reported units (Tofts models accept ``ve`` or
+            ``kep`` with ``ktrans``).
+        aif_plasma : array_like, shape (T,)
+            Plasma AIF (mM).
+        times : array_like, shape (T,)
+            Frame times (s).
+        delay : float or array_like, shape (n,), optional
+            Arterial delay (s): the AIF is shifted later before the model applies.
+
+        Returns
+        -------
+        ndarray, shape (n, T), float64
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from perfmap.kinetics import get_model
+        >>> t = np.arange(0.0, 4.0)
+        >>> get_model("patlak")().predict({"ktrans": 60.0, "vp": 0.5}, np.ones(4), t).tolist()
+        [[0.5, 1.5, 2.5, 3.5]]
         """
         x = self.from_maps({k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in params.items()})
         aif = np.asarray(aif_plasma, np.float64)
@@ -269,7 +304,11 @@ class KineticModel(ABC):
         return lo + self.delay_step * np.arange(int(np.floor((hi - lo) / self.delay_step + 1e-9)) + 1)
 
     def solve(self, y, inp: ArterialInput, x0=None, max_iter: Optional[int] = None):
-        """Bounded LM fit of time-major curves ``y`` (T, k); returns the :class:`LMResult`."""
+        """Bounded LM fit of time-major curves ``y`` (T, k) in internal units.
+
+        Starts from :meth:`start` unless ``x0`` (k, P) is given; returns the
+        :class:`perfmap.core.lsq.LMResult` (no failure rules applied: see :meth:`fit`).
+        """
         lo, hi, scale = self.bounds()
         if x0 is None:
             x0 = self.start(y, inp)

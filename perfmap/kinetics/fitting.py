@@ -23,7 +23,14 @@ from .convolution import cumulative_integral, shift_curve
 
 
 class ArterialInput:
-    """The plasma AIF on the sampling grid: one curve (T,) or one per column (T, k)."""
+    """The plasma AIF on the sampling grid: one curve (T,) or one per column (T, k).
+
+    Examples
+    --------
+    >>> inp = ArterialInput([0.0, 2.0, 2.0], [0.0, 1.0, 2.0])
+    >>> inp.shared, inp.integral.tolist()
+    (True, [0.0, 1.0, 3.0])
+    """
 
     def __init__(self, aif, times):
         self.aif = np.asarray(aif, dtype=np.float64)
@@ -54,7 +61,25 @@ class ArterialInput:
 def normal_equations(r: np.ndarray, cols: list) -> tuple:
     """``cost = r.r``, ``grad = J^T r``, ``hess = J^T J`` per column of time-major arrays.
 
-    ``r`` is (T, k); each Jacobian column is (T, k) or (T,) (the same for all voxels).
+    Parameters
+    ----------
+    r : ndarray, shape (T, k)
+        Residuals of ``k`` voxels.
+    cols : list of ndarray, each (T, k) or (T,)
+        Jacobian columns; a (T,) column is the same for every voxel.
+
+    Returns
+    -------
+    cost : ndarray, shape (k,)
+    grad : ndarray, shape (k, P)
+    hess : ndarray, shape (k, P, P)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cost, g, H = normal_equations(np.ones((3, 1)), [np.arange(3.0)])
+    >>> float(cost[0]), float(g[0, 0]), float(H[0, 0, 0])
+    (3.0, 3.0, 5.0)
     """
     P, k = len(cols), r.shape[1]
 
@@ -76,12 +101,41 @@ def normal_equations(r: np.ndarray, cols: list) -> tuple:
 
 
 def near(x, bound, lo, hi) -> np.ndarray:
-    """True where ``x`` is within 1e-6 of the bound range of ``bound``."""
+    """True where ``x`` is within 1e-6 of the range ``hi - lo`` from ``bound``.
+
+    Examples
+    --------
+    >>> near(0.9999999, 1.0, 0.0, 1.0), near(0.99, 1.0, 0.0, 1.0)
+    (np.True_, np.False_)
+    """
     return np.abs(x - bound) <= 1e-6 * (hi - lo)
 
 
 def least_squares_start(columns: list, y: np.ndarray) -> np.ndarray:
-    """Per-voxel linear least squares ``min |sum_p b_p X_p - y|^2``; (k, P), NaN if singular."""
+    """Per-voxel linear least squares ``min |sum_p b_p X_p - y|^2``, solved in closed form.
+
+    The columns are scaled to unit norm and a 1e-12 ridge keeps the normal
+    equations positive definite.
+
+    Parameters
+    ----------
+    columns : list of ndarray, each (T, k) or (T,)
+        Regressors (shared ones as (T,)).
+    y : ndarray, shape (T, k)
+        Curves.
+
+    Returns
+    -------
+    ndarray, shape (k, P)
+        Coefficients; NaN where the system is singular.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(5.0)
+    >>> least_squares_start([t, np.ones(5)], (2 * t + 1)[:, None]).round(9).tolist()
+    [[2.0, 1.0]]
+    """
     _, g, H = normal_equations(-y, columns)
     scale = np.sqrt(np.maximum(np.einsum("kii->ki", H), 1e-300))
     Hs = H / scale[:, :, None] / scale[:, None, :]

@@ -24,7 +24,19 @@ _loaded = False
 
 
 def register(name: str):
-    """Class decorator that registers a kinetic model under ``name``."""
+    """Class decorator that registers a kinetic model under ``name``.
+
+    Raises ``ValueError`` if another class already holds the name.
+
+    Examples
+    --------
+    >>> from perfmap.kinetics import KineticModel
+    >>> @register("tofts")
+    ... class Copy(KineticModel): pass
+    Traceback (most recent call last):
+    ...
+    ValueError: a kinetic model named 'tofts' is already registered
+    """
 
     def decorator(cls):
         if name in _REGISTRY and _REGISTRY[name] is not cls:
