@@ -90,7 +90,7 @@ def test_chunking_does_not_change_the_result(monkeypatch):
     s = 500 + 100 * rng.random((50, 12))
     t10 = rng.uniform(0.5, 2, 50)
     ref = spgr_concentration(s, 3, t10, 0.005, 20.0)
-    monkeypatch.setattr(spgr, "CHUNK", 7)
+    monkeypatch.setattr(spgr, "CHUNK", 7 * 12)             # 7 voxels of 12 frames
     out = spgr_concentration(s, 3, t10, 0.005, 20.0)
     np.testing.assert_array_equal(out.conc, ref.conc)
 

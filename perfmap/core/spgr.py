@@ -51,8 +51,8 @@ from ..errors import ParameterError, ShapeError
 
 #: Default longitudinal relaxivity (/mM/s).
 DEFAULT_R1 = 4.5
-#: Voxels converted per chunk (bounds the float64 working memory).
-CHUNK = 65536
+#: float64 values per working chunk (voxels x frames): bounds the memory.
+CHUNK = 1 << 21
 
 Baseline = Union[int, tuple, slice]
 
@@ -238,8 +238,9 @@ def spgr_concentration(signal, baseline: Optional[Baseline], t10, tr: float,
     conc = np.empty((n, T), out_dtype)
     r10_all = np.broadcast_to(1.0 / t10, (n,))
     n_undefined = n_bad = 0
-    for start in range(0, n, CHUNK):
-        stop = min(start + CHUNK, n)
+    step = max(1, CHUNK // T)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
         block = np.asarray(signal[start:stop], dtype=np.float64)
         base = (block[:, win].mean(axis=1) if win is not None
                 else np.array(s_baseline[start:stop]))

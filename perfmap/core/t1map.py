@@ -147,7 +147,7 @@ def _refine(s, a, tr, e1, m0, r1_bounds, max_iter):
         r = mm[:, None] * f - s[rows] / scale[rows, None]
         d_r1 = -tr * e * mm[:, None] * sin_a[rows] * (cos_a[rows] - 1.0) / den ** 2
         J = np.stack([f, d_r1], axis=1)                           # (k, 2, K)
-        return (r * r).sum(1), (J * r[:, None]).sum(2), J @ J.transpose(0, 2, 1)
+        return (r * r).sum(1), (J * r[:, None]).sum(2), np.einsum("kpa,kqa->kpq", J, J)
 
     x0 = np.stack([m0_0 / scale, r1_0], axis=1)
     res = batched_lm(evaluate, x0, [0.0, lo], [np.inf, hi], [1.0, 1.0], max_iter=max_iter)

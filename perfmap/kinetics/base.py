@@ -184,6 +184,7 @@ class KineticModel(ABC):
             Frame times (s).
         delay : float or array_like, shape (n,), optional
             Arterial delay (s): the AIF is shifted later before the model applies.
+            By default ``params["delay"]`` if present (maps of a delay fit).
 
         Returns
         -------
@@ -197,6 +198,8 @@ class KineticModel(ABC):
         >>> get_model("patlak")().predict({"ktrans": 60.0, "vp": 0.5}, np.ones(4), t).tolist()
         [[0.5, 1.5, 2.5, 3.5]]
         """
+        if delay is None and "delay" in params:               # a fit with fit_delay=True
+            delay = params["delay"]
         x = self.from_maps({k: np.atleast_1d(np.asarray(v, np.float64)) for k, v in params.items()})
         aif = np.asarray(aif_plasma, np.float64)
         if delay is not None:
