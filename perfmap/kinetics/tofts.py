@@ -22,7 +22,11 @@ per voxel::
 Bounds: ``1e-5 /s <= kep <= 3 /s`` (180 /min), ``0 <= ve <= 1``,
 ``0 <= vp <= 1``. A fit ending with kep at its upper bound while ``ve`` still
 contributes, or with ``Ktrans = kep ve`` above 5 /min, fails the voxel: the
-data then cannot tell the extravascular space from the plasma.
+data then cannot tell the extravascular space from the plasma. Where there is
+no extravascular signal (Ktrans = 0: ``ve`` at 0 or kep at its floor) the fit
+converges with Ktrans 0, which is the measurement; ``ve`` and ``kep`` are then
+not identifiable and are reported as the fit left them (``ve`` about 0): read
+them only where Ktrans is above its noise level.
 
 References
 ----------
