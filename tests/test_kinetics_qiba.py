@@ -16,8 +16,8 @@ Measured (patch medians, % error against the published values):
   VFA T1 1.015 s (tissue, true 1.0) and 1.471 s (blood, true 1.44): the
   six-angle signals are 11-50 counts, rounded. With the baseline signal computed
   from the DRO's stated M0 = 1000 (``s_baseline``), the 36 patches with Ktrans
-  0.1 and 0.2 are within 1.4 % (Ktrans) and 0.4 % (ve), vp within 2 % or
-  0.0003. Ill-conditioned: Ktrans 0 (ve undefined: any ve fits), Ktrans 0.01
+  0.1 and 0.2 are within 1.4 % (Ktrans) and 0.4 % (ve), vp within 0.0003
+  (absolute). Ill-conditioned: Ktrans 0 (ve undefined: any ve fits), Ktrans 0.01
   and 0.02 (enhancement of a few counts: errors up to 10 % and 60 %), Ktrans
   0.05 (up to 3.6 % and 4.6 %). With the measured baseline (mean of the
   pre-contrast frames, 21 counts for a true 21.46), every concentration is

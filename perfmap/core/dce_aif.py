@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputDataError, ParameterError, ShapeError
+from .dce_arteries import auto_dce_aif, early_enhancing_curve  # re-exported
 
 __all__ = ["PARKER_2006", "DEFAULT_HCT", "parker_aif", "plasma_from_blood", "fit_parker_delay",
            "auto_dce_aif", "early_enhancing_curve"]
@@ -178,5 +179,3 @@ def fit_parker_delay(curve, times, step: float = 0.1, search=None) -> tuple:
     (c_ref, c_grid), (a_ref, a_grid) = costs([d, grid[j]])
     return (float(d), float(a_ref)) if c_ref <= c_grid else (float(grid[j]), float(a_grid))
 
-
-from .dce_arteries import auto_dce_aif, early_enhancing_curve  # noqa: E402  (re-export)
