@@ -21,6 +21,9 @@ Run::
 
 The machine's load average is printed: on a shared machine the wall times
 include waiting for the CPU; the CPU times are less sensitive to it.
+
+OSIPI's ``osipy`` package is not compared: every release (0.0.2 to 0.1.4)
+requires Python >= 3.12 and ``pip download osipy`` finds none for Python 3.11.
 """
 
 from __future__ import annotations
