@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 #: name -> module of the lazily imported public objects
 _LAZY = {"DSCModel": "perfmap.models", "DSCFit": "perfmap.models",
+         "DCEModel": "perfmap.models", "DCEFit": "perfmap.models",
          "compute": "perfmap.pipeline"}
 
 __all__ = ["__version__", *_LAZY]

@@ -62,7 +62,7 @@ def batch(manifest, out_dir, kind, methods, params, device, model, jobs, schedul
     from ..pipeline.batch import run_batch
 
     quiet = verbosity() < 0
-    mparams = method_params(methods, params, device, model)
+    mparams = method_params(methods, params, device, model, kind)
     bar = ProgressBar(quiet, "batch")
     try:
         result = run_batch(manifest, out_dir, methods, jobs=jobs, scheduler=scheduler,

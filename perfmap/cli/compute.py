@@ -24,6 +24,16 @@ def _parse_roi(ctx, param, values):
     return rois
 
 
+def _parse_angles(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of degrees",
+                                 ctx=ctx, param=param) from None
+
+
 def _parse_frames(ctx, param, value):
     if value is None:
         return None
@@ -67,6 +77,23 @@ def _parse_frames(ctx, param, value):
                    "then has no T1 leakage (Vonken 1999).")
 @click.option("--te2", type=float, help="Echo time of --second-echo in seconds (overrides its "
               "headers).")
+@click.option("--t1", type=click.Path(exists=True, dir_okay=False),
+              help="DCE: pre-contrast T1 map in seconds (NIfTI on the series' grid).")
+@click.option("--vfa", type=click.Path(exists=True),
+              help="DCE: variable-flip-angle series (4D NIfTI or DICOM folder) to fit T10 "
+                   "from; needs --vfa-angles. Writes STEM_t10.nii.gz.")
+@click.option("--vfa-angles", callback=_parse_angles, metavar="DEG,DEG,...",
+              help="DCE: flip angles of the --vfa volumes, in their order (degrees).")
+@click.option("--t10", type=float, help="DCE: one pre-contrast T1 (s) for every voxel.")
+@click.option("--flip-angle", type=float,
+              help="DCE: flip angle of the dynamic series (degrees; overrides the headers).")
+@click.option("--r1", type=float, show_default="4.5",
+              help="DCE: contrast-agent relaxivity (/mM/s).")
+@click.option("--hct", type=float, show_default="0.42",
+              help="DCE: hematocrit (plasma AIF = blood AIF / (1 - Hct)).")
+@click.option("--frame-interval", type=float,
+              help="DCE: frame interval in seconds when neither FrameTimesStart nor the "
+                   "header gives it.")
 @click.option("--series", help="SeriesInstanceUID or SeriesNumber (DICOM folder with several).")
 @click.option("--allow-empty", is_flag=True, help="Write the maps even when fewer than 1 % of "
               "the brain voxels could be fitted (the run fails by default).")
@@ -74,9 +101,11 @@ def _parse_frames(ctx, param, value):
 @verbosity_option
 @handle_errors
 def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, rois, ref,
-            out_dir, baseline_frames, n_skip, kh, rho, leakage, second_echo, te2, series,
-            allow_empty, overwrite):
-    """Compute perfusion maps for one series (DSC: CBF, CBV, MTT, Tmax, TTP, K2).
+            out_dir, baseline_frames, n_skip, kh, rho, leakage, second_echo, te2, t1, vfa,
+            vfa_angles, t10, flip_angle, r1, hct, frame_interval, series, allow_empty,
+            overwrite):
+    """Compute perfusion maps for one series (DSC: CBF, CBV, MTT, Tmax, TTP, K2; DCE:
+    Ktrans, ve, vp, kep, or Fp, PS with 2cxm, or Fp, vd, MTT model-free).
 
     INPUT is a 4D NIfTI (.nii, .nii.gz) or a directory holding a DICOM series.
     Outputs go to --out-dir as STEM_cbf.nii.gz, STEM_cbv.nii.gz, STEM_mtt.nii.gz,
@@ -85,13 +114,15 @@ def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, 
     """
     from ..pipeline import compute as run_compute
 
-    mparams = method_params([method], params, device, model)[method]
+    mparams = method_params([method], params, device, model, kind)[method]
     result = run_compute(input_path, kind=kind, method=method, method_params=mparams, aif=aif,
                          mask=mask, te=te, tr=tr, rois=rois, ref=ref, out_dir=out_dir,
                          overwrite=overwrite, series=series, allow_empty=allow_empty,
                          command=["perfmap"] + sys.argv[1:], kh=kh, rho=rho,
                          baseline_frames=baseline_frames, n_skip=n_skip, leakage=leakage,
-                         second_echo=second_echo, te2=te2)
+                         second_echo=second_echo, te2=te2, t1=t1, vfa=vfa,
+                         vfa_angles=vfa_angles, t10=t10, flip_angle=flip_angle, r1=r1, hct=hct,
+                         frame_interval=frame_interval)
     level = verbosity()
     if level >= 0:
         prov = result.provenance
@@ -99,8 +130,8 @@ def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, 
                    f"{prov['voxels']['not_fitted']} not fitted, "
                    f"{prov['timings']['total_s']:.2f} s")
         for name, stats in prov["rois"].items():
-            ratios = ", ".join(f"{k}={stats[k]:.3f}" for k in ("cbf_ratio", "cbv_ratio", "mtt_ratio")
-                               if stats.get(k) is not None)
+            ratios = ", ".join(f"{k}={stats[k]:.3f}" for k in sorted(stats)
+                               if k.endswith("_ratio") and stats[k] is not None)
             click.echo(f"ROI {name}: {stats['voxels']} voxels" + (f"; {ratios}" if ratios else ""))
     if level >= 1:
         for path in result.outputs.values():

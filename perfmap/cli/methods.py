@@ -9,13 +9,13 @@ from .options import verbosity_option
 
 def method_table() -> list[tuple[str, str, dict]]:
     """``(kind, method, {parameter: default})`` for every registered method."""
-    from ..deconv import backend_parameters
     from ..pipeline.kinds import available_kinds, get_kind
 
     rows = []
     for kind_name in available_kinds():
-        for method in get_kind(kind_name).methods():
-            rows.append((kind_name, method, backend_parameters(method)))
+        kind = get_kind(kind_name)
+        for method in kind.methods():
+            rows.append((kind_name, method, kind.parameters(method)))
     return rows
 
 

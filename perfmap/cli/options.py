@@ -153,27 +153,28 @@ def param_options(func):
     return func
 
 
-def method_params(methods, params: dict, device: str, model) -> dict:
+def method_params(methods, params: dict, device: str, model, kind: str = "dsc") -> dict:
     """``method -> parameters`` for each method: the ``--param`` keys it takes, plus
     ``--device``/``--model`` for neural methods.
 
     A key that none of ``methods`` takes is a usage error listing the valid keys.
     """
-    from ..deconv import backend_parameters, get_backend
+    from ..pipeline.kinds import get_kind, needs_torch
 
+    parameters = get_kind(kind).parameters
     out, taken = {}, set()
     for m in methods:
-        valid = backend_parameters(m)
+        valid = parameters(m)
         mine = {k: v for k, v in params.items() if k in valid}
         taken.update(mine)
-        if get_backend(m).needs_torch:
+        if needs_torch(m):
             mine.setdefault("device", device)
             if model is not None:
                 mine.setdefault("model", model)
         out[m] = mine
     unknown = [k for k in params if k not in taken]
     if unknown:
-        valid = sorted({k for m in methods for k in backend_parameters(m)})
+        valid = sorted({k for m in methods for k in parameters(m)})
         raise click.BadParameter(f"unknown parameter {unknown[0]!r} for "
                                  f"{', '.join(methods)}; valid: {', '.join(valid)}",
                                  param_hint="--param")

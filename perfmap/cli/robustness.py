@@ -56,7 +56,7 @@ def robustness(manifest, levels, kind, methods, params, device, model, out_dir, 
     from ..pipeline.robustness import run_robustness
 
     quiet = verbosity() < 0
-    mparams = method_params(methods, params, device, model)
+    mparams = method_params(methods, params, device, model, kind)
     bar = ProgressBar(quiet, "robustness")
     note = (lambda msg: None) if quiet else \
         (lambda msg: click.echo(f"perfmap: note: {msg}", err=True))

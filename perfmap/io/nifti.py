@@ -162,7 +162,8 @@ def _timing(override, name: str, sidecar: dict, key: str, path: Path):
     return None, "absent"
 
 
-def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) -> Volume4D:
+def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None,
+                  min_frames: int = MIN_FRAMES) -> Volume4D:
     """Read a 4D DSC series with its timing.
 
     TR comes from ``tr`` if given, else the sidecar's ``RepetitionTime`` (s),
@@ -179,9 +180,10 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) 
     if raw.ndim != 4:
         raise ShapeError(f"{path}: expected a 4D series (x, y, z, time), got {raw.ndim}D "
                          f"with shape {raw.shape}")
-    if raw.shape[3] < MIN_FRAMES:
-        raise ShapeError(f"{path}: only {raw.shape[3]} frames; at least {MIN_FRAMES} are needed "
-                         "for a baseline and a bolus passage")
+    if raw.shape[3] < min_frames:
+        raise ShapeError(f"{path}: only {raw.shape[3]} frames; at least {min_frames} are needed"
+                         + (" for a baseline and a bolus passage" if min_frames >= MIN_FRAMES
+                            else ""))
     data = np.asarray(raw, dtype=np.float64 if raw.dtype == np.float64 else np.float32)
     if not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
@@ -196,6 +198,12 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) 
     for key in ("FlipAngle", "MagneticFieldStrength", "SeriesDescription", "ProtocolName"):
         if key in sidecar:
             meta[key] = sidecar[key]
+    if "RepetitionTimeExcitation" in sidecar:
+        meta["RepetitionTimeExcitation"] = _positive_seconds(
+            sidecar["RepetitionTimeExcitation"], "RepetitionTimeExcitation", f"{path} sidecar")
+    # pixdim[4] kept apart: for DCE it is the frame interval while TR is the excitation's
+    header_dt, header_source = _tr_from_header(img.header)
+    meta.update(header_frame_interval_s=header_dt, header_frame_interval_source=header_source)
     frame_times = np.arange(raw.shape[3]) * (tr_s if tr_s else 1.0)
     if "FrameTimesStart" in sidecar:
         frame_times = sidecar_frame_times(sidecar["FrameTimesStart"], raw.shape[3], path)
@@ -203,6 +211,29 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None) 
     return Volume4D(data=data, affine=np.asarray(img.affine, dtype=np.float64),
                     frame_times=frame_times, tr=tr_s, te=te_s, source=str(path),
                     header=img.header, meta=meta)
+
+
+def load_map(path, ref: Volume4D, what: str = "map") -> np.ndarray:
+    """Read a 3D float map (e.g. T1 in s) and check it lies on ``ref``'s grid.
+
+    Returns float64; NaN/Inf are kept (voxels without a value).
+
+    Raises
+    ------
+    ImageReadError, ShapeError
+    """
+    path = Path(path)
+    img, data = _load_image(path, what)
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.shape != ref.spatial_shape:
+        raise ShapeError(f"{path}: the {what} has shape {data.shape} but the series has "
+                         f"{ref.spatial_shape}")
+    if not np.allclose(img.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
+        raise ShapeError(f"{path}: the {what} is on another grid than the series (affines "
+                         "differ); resample it onto the series first")
+    return data
 
 
 def load_mask(path, ref: Volume4D, what: str = "mask") -> np.ndarray:

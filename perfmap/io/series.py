@@ -9,7 +9,8 @@ from . import nifti
 from .volume import Volume4D
 
 
-def load_series(path, te=None, tr=None, series=None) -> Volume4D:
+def load_series(path, te=None, tr=None, series=None, min_frames: int = nifti.MIN_FRAMES
+                ) -> Volume4D:
     """A 4D NIfTI file or a DICOM directory, as a :class:`Volume4D`.
 
     Parameters
@@ -20,6 +21,8 @@ def load_series(path, te=None, tr=None, series=None) -> Volume4D:
         Echo and repetition time (s) overriding the headers and sidecar.
     series : str, optional
         SeriesInstanceUID or SeriesNumber when a DICOM folder holds several.
+    min_frames : int
+        Fewest volumes accepted (a variable-flip-angle series has a few).
 
     Raises
     ------
@@ -30,7 +33,7 @@ def load_series(path, te=None, tr=None, series=None) -> Volume4D:
     if path.is_dir():
         from . import dicom
 
-        volume = dicom.load_dicom_series(path, series=series, min_frames=nifti.MIN_FRAMES)
+        volume = dicom.load_dicom_series(path, series=series, min_frames=min_frames)
         # Command-line values override the headers.
         if te is not None:
             volume.te = float(te)
@@ -43,4 +46,4 @@ def load_series(path, te=None, tr=None, series=None) -> Volume4D:
         raise ParameterError(f"{path}: input not found")
     if not nifti.is_nifti(path):
         raise ParameterError(f"{path}: input must be a .nii/.nii.gz file or a DICOM directory")
-    return nifti.load_nifti_4d(path, te=te, tr=tr)
+    return nifti.load_nifti_4d(path, te=te, tr=tr, min_frames=min_frames)

@@ -8,4 +8,14 @@
 from .base import Fit, Step, Work
 from .dsc import DSCFit, DSCModel
 
-__all__ = ["DSCFit", "DSCModel", "Fit", "Step", "Work"]
+
+def __getattr__(name):
+    # DCE needs the kinetic models; imported on first use
+    if name in ("DCEModel", "DCEFit"):
+        from . import dce
+
+        return getattr(dce, name)
+    raise AttributeError(f"module 'perfmap.models' has no attribute {name!r}")
+
+
+__all__ = ["DCEFit", "DCEModel", "DSCFit", "DSCModel", "Fit", "Step", "Work"]

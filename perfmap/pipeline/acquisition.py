@@ -13,6 +13,10 @@ kind          value               range
 ============  ==================  ===========================================
 dsc           TE                  0.001-0.2 s (1-200 ms)
 dsc           TR / frame interval 0.1-10 s
+dce           TR (excitation)     0.0005-0.05 s (0.5-50 ms)
+dce           flip angle          1-90 deg
+dce           frame interval      0.1-120 s
+dce           T10 (one value)     0.05-10 s
 all           voxel size          0.01-50 mm
 ============  ==================  ===========================================
 """
@@ -43,6 +47,10 @@ class Range:
 
 DSC_TE = Range("echo time TE", 0.001, 0.2, "s", "--te")
 DSC_TR = Range("repetition time TR (the frame interval)", 0.1, 10.0, "s", "--tr")
+DCE_TR = Range("repetition time TR of the excitation", 0.0005, 0.05, "s", "--tr")
+DCE_FLIP = Range("flip angle", 1.0, 90.0, "deg", "--flip-angle")
+DCE_FRAME = Range("frame interval", 0.1, 120.0, "s", "--frame-interval")
+T10 = Range("T10", 0.05, 10.0, "s", "--t10")
 
 
 def _unit_hint(value: float, rng: Range) -> str:

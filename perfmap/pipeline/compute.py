@@ -164,21 +164,22 @@ def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
     inputs = _read_inputs(volume, aif, mask, rois, ref)
     load_s = time.perf_counter() - t0
     with _naming(volume.source):
+        extra = {"frame_times": volume.frame_times, **(fit_inputs or {})}
         fit = model.fit(volume.data, mask="auto" if inputs.brain_mask is None
-                        else inputs.brain_mask, aif=inputs.aif,
-                        frame_times=volume.frame_times, **(fit_inputs or {}))
+                        else inputs.brain_mask, aif=inputs.aif, **extra)
         maps = fit.maps
         prov = fit.provenance
     if inputs.aif_label != "auto":
         prov["aif"]["source"] = inputs.aif_label
     if mask not in (None, "auto"):
         prov["mask"]["source"] = str(mask)
-    _check_not_empty(fit, k.map_names[0], volume.source, allow_empty)
+    _check_not_empty(fit, fit.map_names[0], volume.source, allow_empty)
     rois_out, ref_stats = roi_results(maps, inputs.rois, inputs.ref)
     provenance = {"perfmap_version": __version__, "input": str(volume.source), "kind": kind}
     provenance.update(prov)
     provenance.update(te_source=volume.meta.get("te_source"),
                       tr_source=volume.meta.get("tr_source"), rois=rois_out)
+    provenance.update(getattr(model, "sources", {}))
     if ref_stats is not None:
         provenance["ref"] = ref_stats
     if volume.meta:

@@ -1,0 +1,218 @@
+"""DCE through the array API and the command line (``--kind dce``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from perfmap.cli.main import cli
+from perfmap.core.dce_phantom import make_dce_phantom
+from perfmap.errors import ParameterError
+from perfmap.models import DCEModel
+
+SHAPE = (40, 40, 3)
+
+
+def fit(ph, method, **kw):
+    model = DCEModel(method, tr=ph.tr, flip_angle=ph.flip_angle, **kw.pop("model", {}))
+    inputs = kw.pop("inputs", {"vfa": ph.vfa, "vfa_angles": ph.vfa_angles})
+    return model.fit(ph.signal, mask=ph.masks["brain"], aif=kw.pop("aif", ph.masks["aif"]),
+                     frame_times=ph.times, **inputs)
+
+
+def tumour_median(fit_, ph, name):
+    return float(np.nanmedian(fit_.map(name)[ph.masks["tumour"]]))
+
+
+@pytest.mark.parametrize("model,keys", [("etofts", ("ktrans", "ve", "vp")),
+                                        ("tofts", ("ktrans", "ve")),
+                                        ("patlak", ("ktrans", "vp")),
+                                        ("2cxm", ("fp", "ps", "vp", "ve"))])
+def test_noise_free_phantom_parameters_within_1_percent(model, keys):
+    """Signal (SPGR) -> VFA T10 -> concentration -> fit recovers each model's truth."""
+    ph = make_dce_phantom(shape=SHAPE, snr=None, model=model)
+    res = fit(ph, model)
+    for key in keys:
+        truth = float(np.nanmedian(ph.truth[key][ph.masks["tumour"]]))
+        assert tumour_median(res, ph, key) == pytest.approx(truth, rel=0.01), key
+    t10 = res.map("t10")[ph.masks["wm"]]
+    np.testing.assert_allclose(t10, 0.9, rtol=0.01)
+    assert res.map("ktrans" if "ktrans" in res.map_names else "fp").dtype == np.float32
+
+
+def test_t10_sources_agree():
+    ph = make_dce_phantom(shape=SHAPE, snr=None)
+    t10_map = np.nan_to_num(ph.truth["t10"], nan=1.6)
+    a = fit(ph, "etofts", inputs={"t10_map": t10_map})
+    b = fit(ph, "etofts")
+    np.testing.assert_allclose(a.ktrans[ph.masks["tumour"]], b.ktrans[ph.masks["tumour"]],
+                               rtol=2e-3)
+    assert "t10" not in a.map_names and "t10" in b.map_names
+    with pytest.raises(ParameterError, match="exactly one source of T10"):
+        DCEModel("etofts", tr=ph.tr, flip_angle=ph.flip_angle, t10=1.2).fit(
+            ph.signal, frame_times=ph.times, vfa=ph.vfa, vfa_angles=ph.vfa_angles)
+
+
+def test_parker_and_automatic_aif():
+    """The phantom's AIF is Parker 2006 arriving at 20 s: the population AIF with its
+    fitted arrival, and the automatic arterial voxels, give the same Ktrans."""
+    ph = make_dce_phantom(shape=SHAPE, snr=None)
+    truth = float(np.nanmedian(ph.truth["ktrans"][ph.masks["tumour"]]))
+    parker = fit(ph, "etofts", aif="parker")
+    assert parker.provenance["aif"]["source"] == "parker"
+    assert tumour_median(parker, ph, "ktrans") == pytest.approx(truth, rel=0.03)
+    # this small phantom's artery has 3 voxels: average 3 (the default is 10)
+    auto = fit(ph, "etofts", aif="auto", model={"aif_options": {"n_voxels": 3}})
+    assert auto.aif_mask.sum() == 3 and not (auto.aif_mask & ~ph.masks["aif"]).any()
+    assert tumour_median(auto, ph, "ktrans") == pytest.approx(truth, rel=0.01)
+
+
+def test_model_free_maps():
+    """Sourbron's model-free quantities: vd = integral C / integral Cp (independent), MTT =
+    vd / Fp; Fp is underestimated at 4 s sampling (the plasma MTT is 10 s)."""
+    ph = make_dce_phantom(shape=SHAPE, snr=None, model="2cxm")
+    res = fit(ph, "osvd")
+    assert res.map_names[:3] == ("fp", "vd", "mtt")
+    tumour = ph.masks["tumour"]
+    plasma = res.aif
+    from perfmap.core.spgr import spgr_concentration
+
+    conc = spgr_concentration(ph.signal[tumour], (0, 4), 1.6, ph.tr, ph.flip_angle).conc
+    vd = np.trapezoid(conc, ph.times, axis=1) / np.trapezoid(plasma, res.times)
+    np.testing.assert_allclose(res.map("vd")[tumour], vd, rtol=0.02)
+    np.testing.assert_allclose(res.map("mtt")[tumour], res.map("vd")[tumour]
+                               / (res.map("fp")[tumour] / 6000.0), rtol=1e-4)
+    assert 0.3 < tumour_median(res, ph, "fp") / 50.0 < 1.0
+
+
+def test_noisy_phantom_ktrans():
+    ph = make_dce_phantom(shape=SHAPE, snr=30.0, seed=3)
+    res = fit(ph, "etofts")
+    truth = float(np.nanmedian(ph.truth["ktrans"][ph.masks["tumour"]]))
+    assert tumour_median(res, ph, "ktrans") == pytest.approx(truth, rel=0.10)
+    assert res.provenance["voxels"]["not_fitted"] <= 0.05 * ph.masks["brain"].sum()
+
+
+# ------------------------------------------------------------------ command line
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from perfmap.simulate_dce import simulate_dce_cohort
+
+    out = tmp_path_factory.mktemp("dce")
+    manifest = simulate_dce_cohort(out, n_subjects=1, snr=40.0, shape=SHAPE, seed=2,
+                                   hgg_fraction=1.0)
+    return Path(manifest).parent
+
+
+@pytest.fixture
+def subject(cohort, tmp_path):
+    dst = tmp_path / "in"
+    shutil.copytree(cohort, dst)
+    return dst
+
+
+def invoke(args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def dce_args(d, out):
+    return ["compute", d / "sub-01.nii.gz", "--kind", "dce", "--aif", d / "sub-01_aifmask.nii.gz",
+            "--mask", d / "sub-01_brainmask.nii.gz", "--out-dir", out]
+
+
+def test_cli_dce_end_to_end(subject, tmp_path):
+    out = tmp_path / "o"
+    res = invoke(dce_args(subject, out) + ["--vfa", subject / "sub-01_vfa.nii.gz",
+                                           "--roi", f"tumour={subject / 'sub-01_tumour.nii.gz'}",
+                                           "--ref", subject / "sub-01_ref.nii.gz", "-q"])
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    for m in ("ktrans", "ve", "vp", "kep", "t10"):
+        assert f"sub-01_{m}.nii.gz" in names
+    prov = json.loads((out / "sub-01_perfmap.json").read_text())
+    truth = json.loads((subject / "sub-01.json").read_text())["perfmapPhantom"]
+    tumour = truth["truth_roi_means"]["ktrans"]["mean_tumour"]
+    assert prov["kind"] == "dce" and prov["method"] == "etofts"
+    assert prov["rois"]["tumour"]["ktrans_mean"] == pytest.approx(tumour, rel=0.05)
+    assert prov["tr_source"] == "sidecar RepetitionTimeExcitation"
+    assert prov["frame_times_source"] == "sidecar FrameTimesStart"
+    assert prov["units"]["ktrans"] == "1/min"
+    aif = np.loadtxt(out / "sub-01_aif.tsv", skiprows=1)
+    assert aif.shape[1] == 2 and aif[:, 1].max() > 1.0              # plasma mM
+
+
+def _edit_sidecar(path, **changes):
+    side = json.loads(path.read_text())
+    for k, v in changes.items():
+        if v is None:
+            side.pop(k, None)
+        else:
+            side[k] = v
+    path.write_text(json.dumps(side))
+
+
+def _assert_fails(res, out, *fragments):
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("perfmap: error: "), res.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_vfa_angles_not_matching(subject, tmp_path):
+    out = tmp_path / "o"
+    res = invoke(dce_args(subject, out) + ["--vfa", subject / "sub-01_vfa.nii.gz",
+                                           "--vfa-angles", "2,5,10"])
+    _assert_fails(res, out, "sub-01_vfa.nii.gz", "3 flip angles", "6 VFA volumes")
+
+
+def test_cli_t1_map_of_another_grid_or_not_positive(subject, tmp_path):
+    img = nib.load(subject / "sub-01_truth_t10.nii.gz")
+    data = np.nan_to_num(img.get_fdata(), nan=1.2)
+    nib.save(nib.Nifti1Image(data[:-1], img.affine), tmp_path / "small.nii.gz")
+    bad = data.copy()
+    bad[3, 3, 1] = -1.0
+    nib.save(nib.Nifti1Image(bad, img.affine), tmp_path / "neg.nii.gz")
+    out = tmp_path / "o"
+    _assert_fails(invoke(dce_args(subject, out) + ["--t1", tmp_path / "small.nii.gz"]), out,
+                  "small.nii.gz", "shape")
+    _assert_fails(invoke(dce_args(subject, out) + ["--t1", tmp_path / "neg.nii.gz"]), out,
+                  "neg.nii.gz", "non-positive")
+
+
+@pytest.mark.parametrize("flip,fragment", [(None, "flip angle is missing"),
+                                           (300.0, "flip angle 300 deg")])
+def test_cli_flip_angle_missing_or_absurd(subject, tmp_path, flip, fragment):
+    _edit_sidecar(subject / "sub-01.json", FlipAngle=flip)
+    out = tmp_path / "o"
+    _assert_fails(invoke(dce_args(subject, out) + ["--t10", "1.2"]), out, "sub-01.nii.gz",
+                  fragment)
+
+
+def test_cli_dce_needs_one_t10_source(subject, tmp_path):
+    out = tmp_path / "o"
+    _assert_fails(invoke(dce_args(subject, out)), out, "T10")
+
+
+def test_dce_series_given_as_dsc_and_dsc_given_as_dce(subject, tmp_path, phantom_cohort):
+    out = tmp_path / "o"
+    res = invoke(["compute", subject / "sub-01.nii.gz", "--mask",
+                  subject / "sub-01_brainmask.nii.gz", "--out-dir", out])
+    _assert_fails(res, out, "T1-weighted (DCE)", "--kind dce")
+    res = invoke(["compute", phantom_cohort["input"], "--kind", "dce", "--t10", "1.2",
+                  "--out-dir", out])
+    _assert_fails(res, out, "T2*-weighted (DSC)", "--kind dsc")
+
+
+def test_dsc_options_are_refused_for_dce(subject, tmp_path):
+    out = tmp_path / "o"
+    _assert_fails(invoke(dce_args(subject, out) + ["--t10", "1.2", "--leakage", "bsw"]), out,
+                  "leakage", "--kind dce")
