@@ -3,12 +3,12 @@
 # perfusion maps of every subject with two deconvolution methods, and write the
 # glioma-grading report (ROC/AUC, Youden cut-off, Mann-Whitney U).
 #
-# Usage: examples/cohort.sh [WORK_DIR]        (default: ./perfmap-cohort-example)
+# Usage: examples/cohort.sh [WORK_DIR]   (default: ${TMPDIR:-/tmp}/perfmap-cohort-example)
 # Environment: PERFMAP_EXAMPLE_SUBJECTS (8), PERFMAP_EXAMPLE_SHAPE (32x32x6),
 #              PERFMAP_EXAMPLE_JOBS (2), PERFMAP_EXAMPLE_NBOOT (1000).
 set -euo pipefail
 
-work="${1:-perfmap-cohort-example}"
+work="${1:-${TMPDIR:-/tmp}/perfmap-cohort-example}"
 subjects="${PERFMAP_EXAMPLE_SUBJECTS:-8}"
 shape="${PERFMAP_EXAMPLE_SHAPE:-32x32x6}"
 jobs="${PERFMAP_EXAMPLE_JOBS:-2}"

@@ -22,6 +22,8 @@ from perfmap.neural.model import (PHAE, Encoder, PhysicsDecoder, causal_convolve
 
 CFG = weights.DEFAULT_CONFIG
 SHIPPED = weights.default_model_path()
+needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
+                                   reason=f"shipped weights {SHIPPED} not present")
 
 
 @pytest.fixture(autouse=True)
@@ -197,17 +199,19 @@ def test_architecture_and_config_mismatch(tmp_path):
     path = tmp_path / "w.pt"
     weights.save_weights(path, state, small)
     assert weights.load_weights(path)[1]["widths"] == [16, 32, 64, 128]   # consistent: fine
-    torch.save({"format": weights.FORMAT, "format_version": 1, "config": dict(CFG),
-                "state_dict": state, "meta": {}}, path)
+    # save_object adds the integrity digests, so the structural checks are what fails.
+    weights.save_object({"format": weights.FORMAT, "format_version": 1, "config": dict(CFG),
+                         "state_dict": state, "meta": {}}, path)
     with pytest.raises(ModelError, match="do not match the PHAE architecture") as err:
         weights.load_weights(path)
     assert "features.0.weight" in str(err.value) and str(path) in str(err.value)
-    torch.save({"format": weights.FORMAT, "format_version": 1,
-                "config": dict(CFG, extra=1), "state_dict": Encoder().state_dict()}, path)
+    weights.save_object({"format": weights.FORMAT, "format_version": 1,
+                         "config": dict(CFG, extra=1), "state_dict": Encoder().state_dict()},
+                        path)
     with pytest.raises(ModelError, match="unknown extra"):
         weights.load_weights(path)
-    torch.save({"format": weights.FORMAT, "format_version": 1,
-                "config": dict(CFG, architecture="resnet"), "state_dict": {}}, path)
+    weights.save_object({"format": weights.FORMAT, "format_version": 1,
+                         "config": dict(CFG, architecture="resnet"), "state_dict": {}}, path)
     with pytest.raises(ModelError, match="architecture"):
         weights.load_weights(path)
     torch.save({"weights": Encoder().state_dict()}, path)
@@ -231,6 +235,148 @@ def test_corrupt_or_missing_weights(tmp_path):
         weights.load_weights(cut)
     with pytest.raises(ModelError, match="not found"):
         get_backend("phae")(model=str(tmp_path / "missing.pt"))
+
+
+# -- integrity -----------------------------------------------------------------------------
+
+def _tensor_regions(path):
+    """``(name, start, size)`` of every tensor's bytes inside a torch zip file."""
+    import struct
+    import zipfile
+
+    raw = Path(path).read_bytes()
+    regions = []
+    for info in zipfile.ZipFile(path).infolist():
+        if "/data/" not in info.filename:
+            continue
+        name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        regions.append((info.filename, start, info.file_size))
+    return regions
+
+
+def _flipped(raw: bytes, positions) -> bytes:
+    out = bytearray(raw)
+    for pos in positions:
+        out[pos] ^= 0xA5
+    return bytes(out)
+
+
+def _same_content(a, b) -> bool:
+    return (a[1] == b[1] and a[2] == b[2] and list(a[0]) == list(b[0])
+            and all(torch.equal(a[0][k], b[0][k]) for k in a[0]))
+
+
+@needs_shipped
+def test_shipped_weights_carry_digests_and_match_their_card():
+    raw = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert raw["tensor_sha256"] == weights.tensor_sha256(raw["state_dict"])
+    assert raw["header_sha256"] == weights.header_sha256(raw)
+    card = json.loads(weights.card_path(SHIPPED).read_text())
+    assert card["sha256"] == weights.sha256(SHIPPED)
+    assert card["size_bytes"] == SHIPPED.stat().st_size
+    assert any("tensor_sha256" in edit["reason"] for edit in card["card_edits"])
+    state, config, meta = weights.load_weights(SHIPPED)
+    assert meta["selected_epoch"] == card["selected_epoch"] and config == raw["config"]
+
+
+@needs_shipped
+@pytest.mark.parametrize("with_card", [False, True])
+def test_flipped_bytes_in_tensor_data_are_refused(tmp_path, with_card):
+    """20 bytes flipped inside each tensor's data: torch.load accepts them, perfmap does not."""
+    raw = SHIPPED.read_bytes()
+    if with_card:
+        (tmp_path / "w.json").write_bytes(weights.card_path(SHIPPED).read_bytes())
+    rng = np.random.default_rng(5)
+    regions = _tensor_regions(SHIPPED)
+    assert len(regions) == len(weights.load_weights(SHIPPED)[0])
+    for name, start, size in regions:
+        bad = tmp_path / "w.pt"
+        bad.write_bytes(_flipped(raw, start + rng.choice(size, min(20, size), replace=False)))
+        torch.load(bad, map_location="cpu", weights_only=True)   # torch itself notices nothing
+        with pytest.raises(ModelError) as err:
+            weights.load_weights(bad)
+        message = str(err.value)
+        assert str(bad) in message and "\n" not in message, name
+        assert ("recorded inside the file" if not with_card else "model card") in message or \
+            "SHA-256" in message, message
+
+
+@needs_shipped
+def test_flipped_bytes_anywhere_are_refused_or_harmless(tmp_path):
+    """Any flipped byte is refused, except in bytes that no loaded value depends on (zip
+    padding, the serialisation id); with the model card next to the file, every one is."""
+    raw = SHIPPED.read_bytes()
+    reference = weights.load_weights(SHIPPED)
+    rng = np.random.default_rng(9)
+    positions = rng.choice(len(raw), 60, replace=False)
+    alone, carded = tmp_path / "alone", tmp_path / "carded"
+    alone.mkdir(), carded.mkdir()
+    (carded / "w.json").write_bytes(weights.card_path(SHIPPED).read_bytes())
+    refused = 0
+    for pos in positions:
+        for folder in (alone, carded):
+            (folder / "w.pt").write_bytes(_flipped(raw, [pos]))
+        try:
+            loaded = weights.load_weights(alone / "w.pt")
+        except ModelError:
+            refused += 1
+        else:
+            assert _same_content(loaded, reference), f"byte {pos} changed the weights silently"
+        with pytest.raises(ModelError):
+            weights.load_weights(carded / "w.pt")
+    assert refused >= 55
+
+
+def test_weights_without_digest_need_a_matching_card(tmp_path):
+    state = Encoder().state_dict()
+    plain = tmp_path / "plain.pt"
+    torch.save({"format": weights.FORMAT, "format_version": 1, "config": dict(CFG),
+                "state_dict": state, "meta": {}}, plain)
+    with pytest.raises(ModelError, match="no integrity digest") as err:
+        weights.load_weights(plain)
+    assert str(plain) in str(err.value) and "plain.json" in str(err.value)
+    card = tmp_path / "plain.json"
+    card.write_text(json.dumps({"sha256": weights.sha256(plain)}))
+    assert list(weights.load_weights(plain)[0]) == list(state)          # the card vouches
+    card.write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(ModelError, match="model card plain.json"):
+        weights.load_weights(plain)
+    card.write_text("{not json")
+    with pytest.raises(ModelError, match="plain.json: the model card"):
+        weights.load_weights(plain)
+
+
+def test_edited_configuration_is_refused(tmp_path):
+    """The header digest covers the configuration: an edited value is not used silently."""
+    path = tmp_path / "w.pt"
+    weights.save_weights(path, Encoder().state_dict(), CFG)
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj["config"] = dict(obj["config"], mtt_max=obj["config"]["mtt_max"] * 1.001)
+    torch.save(obj, path)
+    with pytest.raises(ModelError, match="configuration of these model weights does not match"):
+        weights.load_weights(path)
+
+
+def test_cli_refuses_damaged_weights_in_one_line(subject, tmp_path):
+    from click.testing import CliRunner
+
+    from perfmap.cli.main import cli
+
+    good = tmp_path / "good.pt"
+    weights.save_weights(good, Encoder().state_dict(), CFG)
+    name, start, size = max(_tensor_regions(good), key=lambda r: r[2])
+    bad = tmp_path / "damaged.pt"
+    bad.write_bytes(_flipped(good.read_bytes(), range(start + 100, start + 120)))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["compute", subject["input"], "--aif", subject["aif"],
+                                   "--mask", subject["mask"], "--method", "phae", "--model",
+                                   str(bad), "--device", "cpu", "--out-dir", str(out)])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("perfmap: error: ")
+    assert "damaged.pt" in lines[0] and "SHA-256" in lines[0]
+    assert not out.exists() or not any(out.iterdir())
 
 
 # -- training ------------------------------------------------------------------------------
@@ -300,9 +446,6 @@ def _noise_free_curves(shape, mtts, tr=1.5, n=60, delay=0.0):
                                        delay=delay)
     return conc, aif_fn(t), tr
 
-
-needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
-                                   reason=f"shipped weights {SHIPPED} not present")
 
 
 @needs_shipped

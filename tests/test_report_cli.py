@@ -106,12 +106,16 @@ def test_thumbnails_from_batch_folder(tmp_path):
     thumbs = collect_thumbnails(result.cohort_path)
     assert [name for name, _ in thumbs] == ["sub-01", "sub-02", "sub-03", "sub-04"]
     assert all(img.shape == (16, 16) for _, img in thumbs)
+    assert thumbs.method == "csvd"
     res = run([result.cohort_path, "--out", tmp_path / "r.html", "--n-boot", 50, "-q"])
     assert res.exit_code == 0, res.stderr
-    assert "<h2>Maps</h2>" in (tmp_path / "r.html").read_text()
+    html = (tmp_path / "r.html").read_text()
+    # The montage says which method's CBF it shows.
+    assert "<h2>Maps: CBF, method csvd</h2>" in html
+    assert "computed with <b>csvd</b>" in html
     res = run([result.cohort_path, "--out", tmp_path / "n.html", "--n-boot", 50,
                "--no-thumbnails", "-q"])
-    assert "<h2>Maps</h2>" not in (tmp_path / "n.html").read_text()
+    assert "<h2>Maps" not in (tmp_path / "n.html").read_text()
 
 
 # ------------------------------------------------------------------ headless Chromium

@@ -57,7 +57,7 @@ def batch(manifest, out_dir, kind, methods, params, device, model, jobs, schedul
     optionally aif, mask, tumour, ref, grade, te, tr (paths relative to the
     manifest; other columns are copied into cohort.tsv). A failing subject is
     recorded as failed in cohort.tsv and the others go on; the exit code is 1
-    if any failed.
+    if any failed. Prints the path of cohort.tsv (nothing with -q but errors).
     """
     from ..pipeline.batch import run_batch
 
@@ -76,7 +76,8 @@ def batch(manifest, out_dir, kind, methods, params, device, model, jobs, schedul
         click.echo(f"batch: {n - result.n_failed} of {n} subject/method runs ok "
                    f"({result.n_run} run, {result.n_skipped} reused) in "
                    f"{result.wall_s:.1f} s", err=True)
-    click.echo(str(result.cohort_path))
+    if not quiet:
+        click.echo(str(result.cohort_path))
     if result.n_failed:
         click.echo(f"perfmap: error: {result.n_failed} of {n} subject/method runs failed; "
                    f"see {result.cohort_path} and the logs in "

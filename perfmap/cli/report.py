@@ -34,7 +34,9 @@ def report(cohort, html, json_path, csv_path, metric, n_boot, seed, level, title
     """Write the grading report (ROC/AUC, Youden cut-off, Mann-Whitney U) of COHORT.tsv.
 
     COHORT.tsv is the cohort table of perfmap batch (or perfmap robustness,
-    which adds AUC against SNR). The HTML file has no external resources.
+    which adds AUC against SNR). The HTML file has no external resources; its
+    CBF montage (maps inside the cohort's folder only) names the method shown.
+    No output may be COHORT.tsv itself or another output.
     """
     from ..pipeline.manifest import collect_thumbnails
     from ..report.export import report_from_cohort
@@ -42,7 +44,8 @@ def report(cohort, html, json_path, csv_path, metric, n_boot, seed, level, title
     images = collect_thumbnails(cohort) if thumbnails else []
     written = report_from_cohort(cohort, html, json_path, csv_path, metric=metric,
                                  n_boot=n_boot, seed=seed, level=level, overwrite=overwrite,
-                                 title=title, thumbnails=images or None)
+                                 title=title, thumbnails=images or None,
+                                 thumbnail_method=getattr(images, "method", None))
     if verbosity() >= 0:
         for path in written.values():
             click.echo(str(path))

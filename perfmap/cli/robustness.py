@@ -68,8 +68,8 @@ def robustness(manifest, levels, kind, methods, params, device, model, out_dir, 
                                 command=["perfmap"] + sys.argv[1:])
     finally:
         bar.close()
-    click.echo(str(result.cohort_path))
     if not quiet:
+        click.echo(str(result.cohort_path))
         for path in result.report.values():
             click.echo(str(path))
     problems = []

@@ -8,6 +8,10 @@ from ..core.curves import RESIDUE_SHAPES
 from ._common import handle_errors
 from .options import overwrite_option, seed_option, verbosity, verbosity_option
 
+#: Fewest frames a phantom can have: the default 2 non-steady-state frames plus
+#: 30 for baseline, bolus and recirculation (``perfmap.core.phantom`` refuses fewer).
+MIN_FRAMES = 32
+
 
 def _parse_shape(ctx, param, value):
     try:
@@ -29,8 +33,9 @@ def _parse_shape(ctx, param, value):
               show_default=True, help="Fraction of high-grade gliomas.")
 @click.option("--shape", default="64x64x12", show_default=True, callback=_parse_shape,
               help="Grid size XxYxZ.")
-@click.option("--frames", "n_frames", type=click.IntRange(min=10), default=60,
-              show_default=True, help="Number of dynamic frames.")
+@click.option("--frames", "n_frames", type=click.IntRange(min=MIN_FRAMES), default=60,
+              show_default=True, help=f"Number of dynamic frames (at least {MIN_FRAMES}: "
+              "non-steady-state frames, baseline, bolus and recirculation).")
 @click.option("--tr", type=click.FloatRange(min=0.0, min_open=True), default=1.5,
               show_default=True, help="Frame interval (s).")
 @click.option("--te", type=click.FloatRange(min=0.0, min_open=True), default=0.03,
@@ -51,6 +56,7 @@ def simulate(out_dir, n_subjects, snr, hgg_fraction, shape, n_frames, tr, te, re
 
     Each subject gets a 4D series, a JSON sidecar, AIF/brain/tumour/reference
     masks and true CBF, CBV and MTT maps; the manifest feeds ``perfmap batch``.
+    Prints the manifest's path (nothing with -q).
     """
     from ..simulate import simulate_cohort
 
@@ -60,4 +66,4 @@ def simulate(out_dir, n_subjects, snr, hgg_fraction, shape, n_frames, tr, te, re
                                dispersion=dispersion, seed=seed, overwrite=overwrite)
     if verbosity() >= 0:
         click.echo(f"wrote {n_subjects} phantom(s) to {out_dir}", err=True)
-    click.echo(str(manifest))
+        click.echo(str(manifest))

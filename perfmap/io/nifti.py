@@ -14,7 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ImageReadError, InputDataError, ParameterError, ShapeError
+from ..errors import (ImageReadError, InputDataError, ParameterError, PerfmapError,
+                      ShapeError)
 from .volume import Volume4D
 
 #: Fewest frames a dynamic series may have: a baseline and a bolus passage.
@@ -41,19 +42,60 @@ def is_nifti(path) -> bool:
 
 
 def _load_image(path: Path, what: str):
+    """Read a NIfTI image and its (scaled) data; every failure is one ImageReadError.
+
+    nibabel's header messages are not printed: they are re-issued as Python
+    warnings naming the file, which the command line logs (shown with ``-v``)
+    and batch workers write to the subject's log. The data must be real
+    numbers of a plausible size for the file.
+    """
+    import logging
+    import warnings
+
     import nibabel as nib
 
     if not path.exists():
         raise ImageReadError(f"{path}: {what} file not found")
     if path.is_dir():
         raise ImageReadError(f"{path}: {what} is a directory, expected a NIfTI file")
+    nib_logger = logging.getLogger("nibabel.global")
+    saved = nib_logger.handlers[:], nib_logger.propagate, nib_logger.level
+    records: list = []
+    collector = logging.Handler(logging.WARNING)
+    collector.emit = records.append
+    nib_logger.handlers[:] = [collector]
+    nib_logger.propagate = False
+    nib_logger.setLevel(logging.WARNING)
     try:
         img = nib.load(str(path))
+        dtype = img.get_data_dtype()
+        if dtype.fields is not None or dtype.kind not in "biuf":
+            raise ImageReadError(f"{path}: {what} has data type {dtype}, not real numbers "
+                                 "(complex and RGB images are not supported)")
+        shape = tuple(int(n) for n in img.shape)
+        n_bytes = float(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        # A deflate stream expands at most ~1032 times: more data than that is a lie.
+        room = path.stat().st_size * (1100 if str(path).endswith(".gz") else 1)
+        if any(n < 1 for n in shape) or (is_nifti(path) and n_bytes > room):
+            raise ImageReadError(f"{path}: {what} is corrupt or truncated: its header "
+                                 f"describes {'x'.join(map(str, shape)) or 'no'} voxels of "
+                                 f"{dtype}, which the file cannot hold")
         data = _scaled_float32(img.dataobj)
+    except PerfmapError:
+        raise
+    except MemoryError:
+        raise ImageReadError(f"{path}: {what} is too large to load (shape "
+                             f"{tuple(img.shape)})") from None
     except Exception as exc:  # nibabel raises many types for damaged files
+        message = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ImageReadError(
-            f"{path}: cannot read {what} as NIfTI (corrupt or truncated file: {exc})"
+            f"{path}: cannot read {what} as NIfTI (corrupt or truncated file: {message})"
         ) from None
+    finally:
+        nib_logger.handlers[:], nib_logger.propagate = saved[0], saved[1]
+        nib_logger.setLevel(saved[2])
+    for record in records:
+        warnings.warn(f"{path}: {record.getMessage()}", UserWarning, stacklevel=2)
     return img, data
 
 
@@ -80,14 +122,31 @@ def _scaled_float32(proxy) -> np.ndarray:
 
 
 def read_sidecar(path) -> dict:
-    """The dcm2niix-style JSON sidecar next to a NIfTI file ({} when absent)."""
+    """The dcm2niix-style JSON sidecar next to a NIfTI file ({} when absent).
+
+    Raises
+    ------
+    ImageReadError
+        The sidecar exists but is a folder, unreadable, not UTF-8, not JSON
+        (or nested too deeply to parse), or not a JSON object.
+    """
     p = Path(path)
     side = p.with_name(stem_of(p) + ".json")
-    if not side.is_file():
+    if side.is_dir():
+        raise ImageReadError(f"{side}: the JSON sidecar is a folder, expected a file")
+    if not side.exists():
         return {}
     try:
-        meta = json.loads(side.read_text())
-    except (OSError, ValueError) as exc:
+        meta = json.loads(side.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ImageReadError(f"{side}: the JSON sidecar is not UTF-8 text (byte at offset "
+                             f"{exc.start})") from None
+    except OSError as exc:
+        raise ImageReadError(f"{side}: cannot read the JSON sidecar "
+                             f"({exc.strerror or type(exc).__name__})") from None
+    except RecursionError:
+        raise ImageReadError(f"{side}: the JSON sidecar is nested too deeply to parse") from None
+    except ValueError as exc:
         raise ImageReadError(f"{side}: cannot parse the JSON sidecar ({exc})") from None
     if not isinstance(meta, dict):
         raise ImageReadError(f"{side}: the JSON sidecar is not an object")
@@ -242,7 +301,8 @@ def load_mask(path, ref: Volume4D, what: str = "mask") -> np.ndarray:
     Raises
     ------
     ImageReadError, ShapeError, InputDataError
-        Unreadable file, other shape or affine than the series, or empty mask.
+        Unreadable file, other shape or affine than the series, NaN/Inf
+        values, or empty mask.
     """
     path = Path(path)
     img, raw = _load_image(path, what)
@@ -257,7 +317,11 @@ def load_mask(path, ref: Volume4D, what: str = "mask") -> np.ndarray:
     if not np.allclose(img.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
         raise ShapeError(f"{path}: {what} is on another grid than {ref.source} "
                          "(affines differ); resample it onto the series first")
-    mask = np.nan_to_num(np.asarray(data, dtype=np.float64)) > 0
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise InputDataError(f"{path}: {what} contains {int(np.count_nonzero(~finite))} NaN or "
+                             "Inf values; a mask holds 0 outside and non-zero inside")
+    mask = np.asarray(data) > 0
     if not mask.any():
         raise InputDataError(f"{path}: {what} is empty (no non-zero voxel)")
     return mask

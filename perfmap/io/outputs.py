@@ -17,7 +17,52 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from ..errors import OutputExistsError, PerfmapError
+from ..errors import OutputExistsError, ParameterError, PerfmapError
+
+
+def check_folder(folder, what: str = "output folder") -> Path:
+    """Raise unless ``folder`` is a directory or can be created as one.
+
+    Every existing part of the path must be a directory: a regular file where
+    a folder is needed (``--out-dir report.html/maps``) would only fail when
+    the first output is written, after the work.
+
+    Parameters
+    ----------
+    folder : path
+        The folder outputs will be written to.
+    what : str
+        How the message names it (e.g. ``"--out-dir"``).
+
+    Returns
+    -------
+    Path
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    ParameterError
+        A part of the path is a regular file (or another non-directory).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "f.txt"
+    >>> _ = f.write_text("x")
+    >>> check_folder(f / "sub")
+    Traceback (most recent call last):
+    ...
+    perfmap.errors.ParameterError: ... is a file, not a folder, so ... cannot be created
+    """
+    folder = Path(folder)
+    absolute = Path(os.path.abspath(folder))
+    for part in [absolute, *absolute.parents]:
+        if part.exists() or part.is_symlink():
+            if part.is_dir():
+                return folder
+            where = "" if part == absolute else f", so {folder} cannot be created"
+            raise ParameterError(f"{what} {folder}: {part} is a file, not a folder{where}")
+    return folder
 
 
 class OutputSet:
@@ -31,10 +76,17 @@ class OutputSet:
         Plain file names (no folders) this run will write.
     overwrite : bool
         Replace existing files; otherwise an existing one stops the run.
+
+    Raises
+    ------
+    ParameterError
+        ``out_dir`` cannot be a folder (a part of it is a regular file).
+    OutputExistsError
+        An output exists and ``overwrite`` is false.
     """
 
     def __init__(self, out_dir, names, overwrite: bool = False):
-        self.out_dir = Path(out_dir)
+        self.out_dir = check_folder(out_dir)
         paths = {}
         for name in names:
             if Path(name).name != name or name in ("", ".", ".."):
@@ -57,14 +109,20 @@ class OutputSet:
         >>> (d / "sub" / "b.txt").read_text()
         'B'
         """
+        paths = [Path(p) for p in paths]
         self = cls.__new__(cls)
         self.out_dir = None
-        self._init({str(p): Path(p) for p in paths}, overwrite)
+        for folder in dict.fromkeys(p.parent for p in paths):
+            check_folder(folder)
+        self._init({str(p): p for p in paths}, overwrite)
         return self
 
     def _init(self, paths: dict, overwrite: bool) -> None:
         self._paths = paths
         self._tmp: dict[str, Path] = {}
+        folders = [str(p) for p in paths.values() if p.is_dir()]
+        if folders:
+            raise ParameterError(f"{folders[0]} is a folder; an output file cannot replace it")
         if not overwrite:
             existing = [str(p) for p in self._paths.values() if p.exists()]
             if existing:

@@ -5,7 +5,9 @@ A weights file is written with ``torch.save`` and holds only plain data::
     {"format": "perfmap-phae", "format_version": 1,
      "config": {...},            # DEFAULT_CONFIG's keys: ints, floats, strings, lists
      "state_dict": {name: Tensor},
-     "meta": {...}}              # JSON-able training summary
+     "meta": {...},              # JSON-able training summary
+     "tensor_sha256": "...",     # integrity: the tensors (tensor_sha256())
+     "header_sha256": "..."}     # integrity: format, version, config, meta (header_sha256())
 
 It is read back with ``torch.load(..., weights_only=True)``, which refuses any
 pickled Python object other than tensors and primitive containers, so loading
@@ -14,12 +16,21 @@ validated against :data:`DEFAULT_CONFIG`'s schema and the tensors against the
 encoder that configuration describes (names and shapes, strict); every problem
 raises :class:`perfmap.errors.ModelError` naming the file.
 
+Integrity. ``torch.load`` does not notice flipped bytes in tensor data: a
+damaged file loads and silently gives other maps. So every file written by
+:func:`save_weights` or :func:`save_object` carries SHA-256 digests of its
+content, checked on every load (:func:`verify_integrity`); a model card
+``<name>.json`` next to the file (``perfmap train`` writes one), when it
+records a ``sha256``, is checked against the whole file too. A file with
+neither digest nor card is refused.
+
 This module imports torch only inside its functions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import sys
@@ -33,6 +44,15 @@ FORMAT = "perfmap-phae"
 CHECKPOINT_FORMAT = "perfmap-phae-checkpoint"
 FORMAT_VERSION = 1
 MODEL_NAME = "phae_dsc.pt"
+#: Keys of the integrity digests inside a weights or checkpoint file.
+TENSOR_HASH_KEY = "tensor_sha256"
+HEADER_HASH_KEY = "header_sha256"
+#: Entries covered by the header digest (those present), by format.
+_HEADER_KEYS = {FORMAT: ("format", "format_version", "config", "meta"),
+                CHECKPOINT_FORMAT: ("format", "format_version", "config")}
+#: Where the tensors are, by format.
+_TENSOR_KEY = {FORMAT: "state_dict", CHECKPOINT_FORMAT: "model"}
+
 
 def resolve_device(device: str = "auto"):
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
@@ -124,19 +144,139 @@ def safe_load(path, what: str = "model weights") -> dict:
     return obj
 
 
-def save_object(obj, path) -> None:
-    """``torch.save`` of plain data (tensors and containers) to ``path``.
+def tensor_sha256(state_dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of a state dict's tensors.
 
-    Not atomic by itself: callers that must never leave a partial file pass
-    this to :func:`perfmap.io.outputs.write_atomic` (``perfmap train`` does).
+    Tensors are taken in name order, so the digest does not depend on the
+    dict's order; it is the same on every platform (little-endian bytes of
+    the contiguous CPU tensor).
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = tensor_sha256({"w": torch.zeros(2), "b": torch.ones(1)})
+    >>> a == tensor_sha256({"b": torch.ones(1), "w": torch.zeros(2)})
+    True
+    >>> a == tensor_sha256({"w": torch.tensor([0.0, 1e-45]), "b": torch.ones(1)})
+    False
     """
     import torch
 
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode("utf-8"))
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def header_sha256(obj: dict) -> str:
+    """SHA-256 of the non-tensor entries that define a file (format, version, config, meta).
+
+    Computed over their canonical JSON (sorted keys), so it covers every
+    configuration number exactly.
+    """
+    keys = _HEADER_KEYS.get(obj.get("format"), ("format", "format_version", "config"))
+    header = {k: obj.get(k) for k in keys if k in obj}
+    text = json.dumps(header, sort_keys=True, allow_nan=True, default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def with_integrity(obj: dict) -> dict:
+    """A shallow copy of a weights or checkpoint dict with its integrity digests added."""
+    out = dict(obj)
+    key = _TENSOR_KEY.get(obj.get("format"))
+    if key is not None and isinstance(obj.get(key), dict):
+        out[TENSOR_HASH_KEY] = tensor_sha256(obj[key])
+    out[HEADER_HASH_KEY] = header_sha256(out)
+    return out
+
+
+def card_path(path) -> Path:
+    """The model card next to a weights file: ``<name>.json`` (``phae_dsc.pt`` -> ``phae_dsc.json``)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".json")
+
+
+def _card_sha256(path: Path):
+    """The ``sha256`` a model card next to ``path`` records, or None when there is none."""
+    card = card_path(path)
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{card}: the model card of {path.name} cannot be read "
+                         f"({type(exc).__name__}); fix or remove it") from None
+    value = data.get("sha256") if isinstance(data, dict) else None
+    return value.lower() if isinstance(value, str) and value else None
+
+
+def verify_integrity(obj: dict, path, what: str = "model weights") -> None:
+    """Check a loaded weights or checkpoint dict against its digests and model card.
+
+    Parameters
+    ----------
+    obj : dict
+        What :func:`safe_load` returned.
+    path : path
+        The file it came from (the card is looked up next to it).
+    what : str
+        How the message names the file's role.
+
+    Raises
+    ------
+    ModelError
+        A digest inside the file, or the card's ``sha256`` of the whole file,
+        does not match (damaged or edited file); or the file carries no digest
+        and no card records its SHA-256, so damage could not be detected.
+    """
+    path = Path(path)
+    key = _TENSOR_KEY.get(obj.get("format"))
+    tensors = obj.get(key) if key else None
+    checked = False
+    if TENSOR_HASH_KEY in obj:
+        if not isinstance(tensors, dict) or obj[TENSOR_HASH_KEY] != tensor_sha256(tensors):
+            raise ModelError(f"{path}: the tensors of these {what} do not match the SHA-256 "
+                             "recorded inside the file: it is damaged or was edited; restore "
+                             "it from a good copy")
+        checked = True
+    if HEADER_HASH_KEY in obj:
+        if obj[HEADER_HASH_KEY] != header_sha256(obj):
+            raise ModelError(f"{path}: the configuration of these {what} does not match the "
+                             "SHA-256 recorded inside the file: it is damaged or was edited; "
+                             "restore it from a good copy")
+    recorded = _card_sha256(path)
+    if recorded is not None:
+        if recorded != sha256(path):
+            raise ModelError(f"{path}: the file's SHA-256 differs from the one recorded in its "
+                             f"model card {card_path(path).name}: it is damaged or was replaced")
+        checked = True
+    if not checked:
+        raise ModelError(f"{path}: refused: these {what} carry no integrity digest "
+                         f"({TENSOR_HASH_KEY}) and no model card {card_path(path).name} next "
+                         "to them records their SHA-256, so damage cannot be detected; "
+                         "re-save them with perfmap.neural.weights.save_weights")
+
+
+def save_object(obj, path) -> None:
+    """``torch.save`` of plain data (tensors and containers) to ``path``.
+
+    A weights or checkpoint dict (``format`` :data:`FORMAT` or
+    :data:`CHECKPOINT_FORMAT`) gets its integrity digests
+    (:func:`with_integrity`). Not atomic by itself: callers that must never
+    leave a partial file pass this to :func:`perfmap.io.outputs.write_atomic`
+    (``perfmap train`` does).
+    """
+    import torch
+
+    if isinstance(obj, dict) and obj.get("format") in _TENSOR_KEY:
+        obj = with_integrity(obj)
     torch.save(obj, path)
 
 
 def save_weights(path, state_dict, config, meta=None) -> Path:
-    """Write encoder weights (tensors only) with their configuration (see :func:`save_object`).
+    """Write encoder weights (tensors only) with their configuration and digests.
 
     Parameters
     ----------
@@ -148,12 +288,27 @@ def save_weights(path, state_dict, config, meta=None) -> Path:
         Model configuration (validated with :func:`check_config`).
     meta : dict, optional
         JSON-able summary (training data, epochs, losses).
+
+    Returns
+    -------
+    Path
+        ``path``; the file carries ``tensor_sha256`` and ``header_sha256``
+        (:func:`verify_integrity` checks them on every load).
     """
     cfg = check_config(config)
     tensors = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
     save_object({"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg,
-                  "state_dict": tensors, "meta": dict(meta or {})}, path)
+                 "state_dict": tensors, "meta": dict(meta or {})}, path)
     return Path(path)
+
+
+def _check_tensor_dict(state_dict, source) -> None:
+    """Raise ModelError unless ``state_dict`` maps names (str) to tensors."""
+    import torch
+
+    if not isinstance(state_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise ModelError(f"{source}: state_dict must map parameter names to tensors")
 
 
 def check_state_dict(state_dict, config, source) -> None:
@@ -162,9 +317,7 @@ def check_state_dict(state_dict, config, source) -> None:
 
     from .model import Encoder
 
-    if not isinstance(state_dict, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
-        raise ModelError(f"{source}: state_dict must map parameter names to tensors")
+    _check_tensor_dict(state_dict, source)
     expected = {k: tuple(v.shape) for k, v in Encoder(config).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(found))
@@ -194,12 +347,16 @@ def load_weights(path) -> tuple[dict, dict, dict]:
     Raises
     ------
     ModelError
-        See :func:`safe_load`, plus a wrong format tag or version, an invalid
-        configuration, or tensors that do not match the architecture.
+        See :func:`safe_load`, plus a wrong format tag or version, a failed
+        integrity check (:func:`verify_integrity`), an invalid configuration,
+        or tensors that do not match the architecture.
     """
     obj = safe_load(path)
     source = str(path)
     fmt = obj.get("format")
+    if fmt in _TENSOR_KEY:
+        _check_tensor_dict(obj.get(_TENSOR_KEY[fmt]), source)
+        verify_integrity(obj, path)
     if fmt == CHECKPOINT_FORMAT:
         obj = {"format": FORMAT, "format_version": obj.get("format_version"),
                "config": obj.get("config"), "state_dict": obj.get("model"),

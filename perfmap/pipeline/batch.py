@@ -42,6 +42,7 @@ from typing import Callable, Optional, Sequence
 from .. import __version__
 from ..errors import OutputExistsError, ParameterError, PerfmapError
 from ..io import nifti
+from ..io.outputs import check_folder
 from ..report.cohort import COHORT_COLUMNS
 from .executors import dask_session, default_jobs, execute
 from .manifest import (COHORT_NAME, RATIO_COLUMNS, TUMOUR_ROI, Manifest, base_row,
@@ -274,15 +275,14 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
     Raises
     ------
     ParameterError
-        Unknown method, or ``out_dir`` is a file.
+        Unknown method, or ``out_dir`` cannot be a folder (it, or a folder
+        above it, is a regular file).
     OutputExistsError
         ``out_dir`` holds batch results and neither ``resume`` nor
         ``overwrite`` is set (checked before anything is written).
     """
     methods = check_methods(methods, kind)
-    out_dir = Path(os.path.abspath(out_dir))
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ParameterError(f"--out-dir {out_dir} is a file, not a folder")
+    out_dir = Path(os.path.abspath(check_folder(out_dir, "--out-dir")))
     tasks = []
     for entry in manifest.entries:
         for method in methods:

@@ -170,7 +170,7 @@ def read_manifest(path) -> Manifest:
     if not path.is_file():
         raise ImageReadError(f"manifest {path} does not exist"
                              if not path.exists() else f"manifest {path} is not a file")
-    rows = tables.read_tsv(path)
+    rows = tables.read_tsv(path, what="manifest")
     if rows and any(k and k.startswith("\ufeff") for k in rows[0]):
         rows = [{(k.lstrip("\ufeff") if k else k): v for k, v in r.items()} for r in rows]
     columns = [k for k in (rows[0] if rows else _header(path)) if k is not None]
@@ -334,9 +334,63 @@ def base_row(entry: ManifestEntry, method: str, kind: str = "dsc") -> dict:
     return row
 
 
+class Thumbnails(list):
+    """``(subject, 2D slice)`` pairs of one method's CBF maps, with the method's name.
+
+    A list, so code that takes the pairs keeps working; ``method`` is ``None``
+    when there are no maps.
+    """
+
+    def __init__(self, items=(), method: Optional[str] = None):
+        super().__init__(items)
+        self.method = method
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """True when ``path`` resolves (links followed) to a place inside ``folder``."""
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def _ok_pairs(rows: list) -> list:
+    """``(subject, method)`` of the complete rows whose status is ok (ragged rows skipped)."""
+    pairs = []
+    for row in rows:
+        cells = [row.get("subject"), row.get("method"), row.get("status")]
+        if None in row or not all(isinstance(c, str) and c.strip() for c in cells):
+            continue
+        if cells[2].strip().lower() == "ok":
+            pairs.append((cells[0].strip(), cells[1].strip()))
+    return pairs
+
+
+def _cbf_slice(base: Path, subject: str, method: str):
+    """The mid-slice of the pair's CBF map if it lies inside ``base``, else None."""
+    folder = pair_dir(base, subject, method)
+    if not _inside(base, folder) or not folder.is_dir():
+        return None
+    found = sorted(p for p in folder.glob("*_cbf.nii.gz") if _inside(base, p))
+    if not found:
+        return None
+    try:
+        data, _ = nifti.load_3d(found[0], "CBF map")
+    except PerfmapError:
+        return None
+    return data[:, :, data.shape[2] // 2] if data.ndim == 3 else None
+
+
 def collect_thumbnails(cohort_path, method: Optional[str] = None,
-                       max_subjects: int = 48) -> list:
+                       max_subjects: int = 48) -> Thumbnails:
     """Mid-slice CBF maps of a batch folder's subjects, for the report montage.
+
+    Only maps whose resolved path lies inside the cohort table's folder are
+    read: a subject cell such as ``../other`` or a link out of the folder is
+    skipped, so a report never embeds an image from elsewhere. Rows that are
+    ragged or not ok are skipped too; a table that cannot be read gives no
+    thumbnails (the report itself then says what is wrong with it).
 
     Parameters
     ----------
@@ -345,38 +399,33 @@ def collect_thumbnails(cohort_path, method: Optional[str] = None,
     method : str, optional
         Method whose maps are shown (default: the first method with maps).
     max_subjects : int
-        At most this many subjects (manifest order).
+        At most this many subjects (table order).
 
     Returns
     -------
-    list of (str, ndarray)
-        ``(subject, 2D slice)`` pairs; empty when the folder holds no maps.
+    Thumbnails
+        ``(subject, 2D slice)`` pairs and the ``method`` they show; empty
+        when the folder holds no maps.
     """
     cohort_path = Path(cohort_path)
     try:
-        rows = tables.read_tsv(cohort_path, required=("subject", "method", "status"))
+        rows = tables.read_tsv(cohort_path, required=("subject", "method", "status"),
+                               what="cohort table")
     except PerfmapError:
-        return []
+        return Thumbnails()
     base = cohort_path.parent
-    methods = list(dict.fromkeys(r["method"] for r in rows if r["status"].lower() == "ok"))
+    pairs = _ok_pairs(rows)
+    methods = list(dict.fromkeys(m for _, m in pairs))
     if method is not None:
         methods = [m for m in methods if m == method]
     for name in methods:
         images = []
-        for row in rows:
-            if row["method"] != name or row["status"].lower() != "ok":
-                continue
-            found = sorted(pair_dir(base, row["subject"], name).glob("*_cbf.nii.gz"))
-            if not found or any(label == row["subject"] for label, _ in images):
-                continue
-            try:
-                data, _ = nifti.load_3d(found[0], "CBF map")
-            except PerfmapError:
-                continue
-            if data.ndim == 3:
-                images.append((row["subject"], data[:, :, data.shape[2] // 2]))
+        for subject in dict.fromkeys(s for s, m in pairs if m == name):
+            image = _cbf_slice(base, subject, name)
+            if image is not None:
+                images.append((subject, image))
             if len(images) >= max_subjects:
                 break
         if images:
-            return images
-    return []
+            return Thumbnails(images, name)
+    return Thumbnails()

@@ -36,8 +36,10 @@ Layout of ``DIR``::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import warnings
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +51,7 @@ from ..core.brainmask import auto_brain_mask
 from ..core.concentration import detect_baseline
 from ..errors import InputDataError, OutputExistsError, ParameterError, PerfmapError
 from ..io import nifti, tables
-from ..io.outputs import OutputSet, write_text_atomic
+from ..io.outputs import OutputSet, check_folder, write_text_atomic
 from . import batch as batch_mod
 from . import executors
 from ..report.cohort import COHORT_COLUMNS
@@ -61,6 +63,8 @@ NOISE_TABLE = "noise.tsv"
 NOISE_COLUMNS = ("subject", "snr", "snr_input", "snr_achieved", "added_sd", "noise_note")
 #: Columns added to the cohort of a robustness study.
 ROBUSTNESS_COLUMNS = ("snr", "snr_input", "snr_achieved", "noise_note")
+
+logger = logging.getLogger(__name__)
 
 
 def level_name(level: float) -> str:
@@ -198,8 +202,22 @@ def degrade_subject(task: DegradeTask) -> list:
     """Write one subject's degraded series at every level; return one record per level.
 
     A subject that cannot be read or measured gives records with ``error`` set
-    (nothing written); the study goes on with the others.
+    (nothing written); the study goes on with the others. Library warnings
+    (nibabel, NumPy) are not printed (this may run in a worker process): they
+    are returned in each record's ``warnings`` list, which
+    :func:`run_robustness` logs (shown with ``-v``).
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = _degrade_subject(task)
+    messages = list(dict.fromkeys(f"{task.entry.subject}: {w.category.__name__}: {w.message}"
+                                  for w in caught))
+    for rec in records:
+        rec["warnings"] = messages
+    return records
+
+
+def _degrade_subject(task: DegradeTask) -> list:
     from ..io.series import load_series
 
     entry = task.entry
@@ -362,7 +380,7 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
     levels = _check_levels(levels)
     manifest = read_manifest(manifest_path)
     methods = batch_mod.check_methods(methods, kind)
-    out_dir = Path(os.path.abspath(out_dir))
+    out_dir = Path(os.path.abspath(check_folder(out_dir, "--out-dir")))
     root = out_dir / DEGRADED_DIR
     cohort_path = out_dir / COHORT_NAME
     report_paths = {"html": out_dir / "robustness.html", "json": out_dir / "robustness.json"}
@@ -377,6 +395,8 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
         records = _degrade_all(manifest, levels, int(seed), root, jobs, client,
                                resume=resume, overwrite=overwrite)
         noise = [rec for recs in records for rec in recs]
+        for message in dict.fromkeys(m for rec in noise for m in rec.get("warnings", ())):
+            logger.warning(message)
         for rec in noise:
             if rec["error"] or rec["noise_note"]:
                 notes.append(f"{rec['subject']} at SNR {rec['snr']:g}: "

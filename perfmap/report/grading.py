@@ -30,6 +30,8 @@ class MethodResult:
     Fractions (sensitivity, specificity, accuracy) are in [0, 1]; ``*_ci``
     are ``(low, high)`` percentile bootstrap intervals. ``scores``, ``labels``
     and ``subjects`` are the graded values (for plots) and are not exported.
+    ``n_no_noise`` counts, for rows of a robustness study (``snr`` set), the
+    graded subjects whose data got no noise at that level (:func:`not_degraded`).
     """
 
     method: str
@@ -62,11 +64,14 @@ class MethodResult:
     scores: np.ndarray = field(default=None, repr=False)
     labels: np.ndarray = field(default=None, repr=False)
     subjects: tuple = field(default=(), repr=False)
+    n_no_noise: int = 0
 
     def to_dict(self) -> dict:
         """Flat JSON/CSV-ready dict (the CSV columns, in order); NaN becomes ``None``."""
         out = {k: getattr(self, k) for k in ("method", "metric", "snr", "n_hgg", "n_lgg",
                                               "n_excluded_status", "n_excluded_nonfinite")}
+        if self.snr is not None:
+            out["n_no_noise_added"] = self.n_no_noise
         for name in ("auc", "cutoff", "sensitivity", "specificity", "accuracy"):
             out[name] = getattr(self, name)
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = getattr(self, f"{name}_ci")
@@ -78,7 +83,12 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class SnrPoint:
-    """AUC of one method at one SNR level (robustness study, PHAE paper Fig. 5)."""
+    """AUC of one method at one SNR level (robustness study, PHAE paper Fig. 5).
+
+    ``n_no_noise`` counts the graded subjects whose data were already noisier
+    than the level, so that no noise was added to them (see
+    :func:`not_degraded`): at that level their AUC is that of their own data.
+    """
 
     method: str
     snr: float
@@ -86,12 +96,42 @@ class SnrPoint:
     n_lgg: int
     auc: float
     auc_ci: tuple
+    n_no_noise: int = 0
+
+    @property
+    def noise_added(self) -> bool:
+        """False when at least one graded subject got no noise at this level."""
+        return self.n_no_noise == 0
 
     def to_dict(self) -> dict:
         """Flat JSON-ready dict; NaN becomes ``None``."""
         return _nan_to_none({"method": self.method, "snr": self.snr, "n_hgg": self.n_hgg,
                              "n_lgg": self.n_lgg, "auc": self.auc,
-                             "auc_ci_low": self.auc_ci[0], "auc_ci_high": self.auc_ci[1]})
+                             "auc_ci_low": self.auc_ci[0], "auc_ci_high": self.auc_ci[1],
+                             "n_no_noise_added": self.n_no_noise})
+
+
+def not_degraded(row: Mapping[str, Any], level: float) -> bool:
+    """True when a robustness row's data got no noise at ``level``.
+
+    That is the case when the series was already noisier than the level: its
+    measured input SNR (``snr_input``) is at or below ``level``, or its
+    ``noise_note`` says so (``perfmap robustness`` writes both).
+
+    Examples
+    --------
+    >>> not_degraded({"snr_input": 31.0, "noise_note": ""}, 50.0)
+    True
+    >>> not_degraded({"snr_input": 80.0, "noise_note": ""}, 50.0)
+    False
+    """
+    measured = row.get("snr_input", math.nan)
+    try:
+        measured = float(measured)
+    except (TypeError, ValueError):
+        measured = math.nan
+    note = str(row.get("noise_note") or "")
+    return (math.isfinite(measured) and measured <= level) or "no noise added" in note
 
 
 def _nan_to_none(d: dict) -> dict:
@@ -177,6 +217,7 @@ def grading_table(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int 
             seconds_max=float(secs.max()) if have_secs else math.nan,
             n_boot=int(n_boot), level=float(level), seed=seed, snr=snr,
             excluded=excluded, scores=s, labels=y, subjects=subj,
+            n_no_noise=0 if snr is None else _no_noise_count(cohort, method, snr, subj),
         )
     if not results:
         raise InputDataError(f"{cohort.name} has no rows to grade.")
@@ -219,11 +260,21 @@ def auc_by_snr(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int = N
             if s.size == 0 and not sel.excluded:
                 continue
             n1, n0 = int(y.sum()), int((~y).sum())
+            kept = _no_noise_count(cohort, method, level_snr, sel.subjects)
             if n1 < 2 or n0 < 2:
-                points.append(SnrPoint(method, level_snr, n1, n0, math.nan, (math.nan, math.nan)))
+                points.append(SnrPoint(method, level_snr, n1, n0, math.nan,
+                                       (math.nan, math.nan), kept))
                 continue
             s_, y_ = check_scores(s, y)
             (a,) = bootstrap_replicates(s_, y_, int(n_boot), seed, youden=False)  # AUC only
             points.append(SnrPoint(method, level_snr, n1, n0, auc(s, y),
-                                   percentile_ci(a, level)))
+                                   percentile_ci(a, level), kept))
     return points
+
+
+def _no_noise_count(cohort: Cohort, method: str, level: float, subjects) -> int:
+    """How many of the graded ``subjects`` got no noise at ``level`` (:func:`not_degraded`)."""
+    graded = set(subjects)
+    return sum(1 for row in cohort.rows
+               if row["method"] == method and row.get("snr") == level
+               and row["subject"] in graded and not_degraded(row, level))

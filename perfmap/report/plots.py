@@ -154,7 +154,8 @@ def auc_snr_plot(points: Sequence[SnrPoint], *, title: Optional[str] = None) -> 
     -------
     bytes
         PNG image; the SNR axis decreases to the right (degrading quality),
-        as in the PHAE paper's Fig. 5.
+        as in the PHAE paper's Fig. 5. Levels at which some graded subjects
+        got no noise (their own SNR is already lower) have hollow markers.
     """
     points = list(points)
     if not points:
@@ -173,6 +174,13 @@ def auc_snr_plot(points: Sequence[SnrPoint], *, title: Optional[str] = None) -> 
         hi = np.array([p.auc_ci[1] for p in pts])
         ax.fill_between(snr, lo, hi, color=color, alpha=0.15, lw=0)
         ax.plot(snr, a, "o-", color=color, lw=2, label=method)
+        kept = [p for p in pts if not p.noise_added]
+        if kept:  # levels above some subjects' own SNR: hollow markers
+            ax.plot([p.snr for p in kept], [p.auc for p in kept], "o", ms=9, mfc="white",
+                    color=color, mew=2)
+    if any(not p.noise_added for p in points if math.isfinite(p.auc)):
+        ax.plot([], [], "o", ms=9, mfc="white", color="0.3", mew=2,
+                label="no noise added to some subjects\n(their own SNR is lower)")
     ax.invert_xaxis()
     ax.set_ylim(min(0.4, ax.get_ylim()[0]), 1.02)
     ax.axhline(0.5, ls=":", color="0.6", lw=1)
@@ -186,7 +194,8 @@ def auc_snr_plot(points: Sequence[SnrPoint], *, title: Optional[str] = None) -> 
 
 def thumbnail_montage(images: Sequence[tuple], *, ncols: Optional[int] = None,
                       cmap: str = "viridis", vmax: Optional[float] = None,
-                      label: str = "CBF (ml/100 g/min)") -> bytes:
+                      label: str = "CBF (ml/100 g/min)",
+                      title: Optional[str] = None) -> bytes:
     """Montage of 2D maps (e.g. one CBF slice per subject) with a shared colour scale.
 
     Parameters
@@ -205,6 +214,8 @@ def thumbnail_montage(images: Sequence[tuple], *, ncols: Optional[int] = None,
         pixels, so a few outliers do not wash out the maps.
     label : str
         Colour bar label.
+    title : str, optional
+        Figure title, e.g. the map and the method that computed it.
 
     Returns
     -------
@@ -245,5 +256,7 @@ def thumbnail_montage(images: Sequence[tuple], *, ncols: Optional[int] = None,
                        vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(name, fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label=label)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _png(fig)
 
