@@ -216,3 +216,41 @@ def test_dsc_options_are_refused_for_dce(subject, tmp_path):
     out = tmp_path / "o"
     _assert_fails(invoke(dce_args(subject, out) + ["--t10", "1.2", "--leakage", "bsw"]), out,
                   "leakage", "--kind dce")
+
+
+# ------------------------------------------------------------------ QIBA DRO through the CLI
+
+V6_KTRANS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.35]
+V6_VE = [0.01, 0.05, 0.1, 0.2, 0.5]
+
+
+@pytest.mark.slow
+def test_qiba_v6_from_dicom_through_the_command_line(shared_data, tmp_path):
+    """QIBA v6 (Tofts; T10 tissue 1 s, blood 1.44 s; Hct 0.45, as its description states)
+    read from DICOM by ``perfmap compute --kind dce``: the AIF is the DRO's vascular strip
+    (a mask), T10 a map; noise-free patch medians of Ktrans and ve within 2 %."""
+    from perfmap.io.series import load_series
+
+    folder = shared_data / "qiba_dce_dro" / "v6_DCEMRIjl" / "DICOM"
+    if not folder.is_dir():
+        pytest.skip(f"QIBA v6 not found at {folder}")
+    vol = load_series(folder, min_frames=2)
+    X, Y = vol.data.shape[:2]
+    strip = np.zeros(vol.data.shape[:3], np.uint8)
+    strip[:, 0:10] = 1                                   # the vascular strip (image bottom)
+    t1 = np.where(strip > 0, 1.44, 1.0)
+    for name, arr in (("aif", strip), ("t1", t1), ("mask", np.ones_like(strip))):
+        nib.save(nib.Nifti1Image(arr, vol.affine), tmp_path / f"{name}.nii.gz")
+    out = tmp_path / "o"
+    res = invoke(["compute", folder, "--kind", "dce", "--method", "tofts", "--aif",
+                  tmp_path / "aif.nii.gz", "--mask", tmp_path / "mask.nii.gz", "--t1",
+                  tmp_path / "t1.nii.gz", "--hct", "0.45", "--out-dir", out, "-q"])
+    assert res.exit_code == 0, res.output
+    ktrans = nib.load(out / "DICOM_ktrans.nii.gz").get_fdata()[:, :, 0]
+    ve = nib.load(out / "DICOM_ve.nii.gz").get_fdata()[:, :, 0]
+    for i, k in enumerate(V6_KTRANS):
+        y0 = Y - 1 - (10 + 10 * i + 9)
+        for j, v in enumerate(V6_VE):
+            patch = (slice(10 * j, 10 * j + 10), slice(y0, y0 + 10))
+            assert np.nanmedian(ktrans[patch]) == pytest.approx(k, rel=0.02), (k, v)
+            assert np.nanmedian(ve[patch]) == pytest.approx(v, rel=0.02), (k, v)

@@ -6,8 +6,8 @@ section 2). Each step reads and sets attributes of one
 
 - **baseline**: the bolus *raises* T1-weighted signal, so the pre-contrast
   frames are found with :func:`perfmap.core.concentration.detect_baseline` on
-  the mirrored (``2 max - S``) mean signal of the 1 % most enhancing brain
-  voxels; no frame is dropped as non-steady unless asked (DCE series are
+  the mirrored (``2 max - S``) mean signal of the arterial mask, or without
+  one of the 1 % most enhancing brain voxels; no frame is dropped as non-steady unless asked (DCE series are
   saved at steady state).
 - **t10**: one value, a T1 map (s), or a variable-flip-angle fit
   (:func:`perfmap.core.t1map.vfa_t1`) of the brain voxels.
@@ -74,8 +74,12 @@ def _baseline_step(model, w: Work) -> None:
     w.voxels = w.brain_mask if w.aif_mask is None else (w.brain_mask | w.aif_mask)
     w.curves = voxel_curves(w.data, w.voxels)
     w.in_brain = w.brain_mask[w.voxels]
-    w.window = detect_baseline(_mirrored(_enhancing_curve(w.curves[w.in_brain])),
-                               n_skip=model.n_skip or 0, baseline_frames=model.baseline_frames)
+    # The bolus arrives first, and most clearly, in the arteries: their mean curve
+    # when an arterial mask is given, else the brain's most enhancing voxels.
+    probe = w.curves[w.aif_mask[w.voxels]].mean(axis=0, dtype=np.float64) \
+        if w.aif_mask is not None else _enhancing_curve(w.curves[w.in_brain])
+    w.window = detect_baseline(_mirrored(probe), n_skip=model.n_skip or 0,
+                               baseline_frames=model.baseline_frames)
     win = w.window
     w.info["baseline"] = {"start": int(win.start), "stop": int(win.stop),
                           "arrival": int(win.arrival), "method": win.method}

@@ -10,6 +10,7 @@ editing ``compute``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -260,7 +261,12 @@ def _t10_inputs(volume: Volume4D, t1, vfa, vfa_angles, tr_s) -> dict:
                                  "must be in seconds (it looks like milliseconds)")
         return {"t10_map": t1_map}
     if vfa is not None:
-        series = load_series(vfa, min_frames=2)
+        if Path(vfa).is_dir():
+            from ..io.dicom_vfa import load_vfa_dicom
+
+            series, _ = load_vfa_dicom(vfa)
+        else:
+            series = load_series(vfa, min_frames=2)
         if series.data.shape[:3] != volume.data.shape[:3] or \
                 not np.allclose(series.affine, volume.affine, atol=1e-3):
             raise ParameterError(f"{vfa}: the VFA series is on another grid than the dynamic "
