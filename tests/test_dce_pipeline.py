@@ -254,3 +254,41 @@ def test_qiba_v6_from_dicom_through_the_command_line(shared_data, tmp_path):
             patch = (slice(10 * j, 10 * j + 10), slice(y0, y0 + 10))
             assert np.nanmedian(ktrans[patch]) == pytest.approx(k, rel=0.02), (k, v)
             assert np.nanmedian(ve[patch]) == pytest.approx(v, rel=0.02), (k, v)
+
+
+# ------------------------------------------------------------------ cohorts
+
+def test_dce_cohort_simulate_batch_report_robustness(tmp_path):
+    """simulate --kind dce -> batch --kind dce (T10 from each subject's VFA series named in
+    the manifest) -> report on tumour Ktrans -> robustness: every step runs and HGG tumours
+    have the higher Ktrans."""
+    d = tmp_path / "c"
+    res = invoke(["simulate", d, "--kind", "dce", "--subjects", "4", "--shape", "32x32x3",
+                  "--snr", "40", "-q"])
+    assert res.exit_code == 0 and res.stdout == "", res.output
+    res = invoke(["batch", d / "manifest.tsv", "--kind", "dce", "--out-dir", tmp_path / "b",
+                  "--jobs", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    from perfmap.report.cohort import read_cohort
+
+    rows = read_cohort(tmp_path / "b" / "cohort.tsv").rows
+    assert {r["kind"] for r in rows} == {"dce"} and {r["status"] for r in rows} == {"ok"}
+    for row in rows:
+        truth = json.loads((d / f"{row['subject']}.json").read_text())["perfmapPhantom"]
+        expected = truth["truth_roi_means"]["ktrans"]["mean_tumour"]
+        assert float(row["ktrans_mean"]) == pytest.approx(expected, rel=0.15, abs=0.005)
+    res = invoke(["report", tmp_path / "b" / "cohort.tsv", "--metric", "ktrans_mean", "--out",
+                  tmp_path / "r.html", "--json", tmp_path / "r.json", "--n-boot", "50", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r.json").read_text())["methods"][0]["auc"] == 1.0
+    res = invoke(["robustness", d / "manifest.tsv", "--kind", "dce", "--snr", "20",
+                  "--out-dir", tmp_path / "rob", "--jobs", "1", "--n-boot", "50", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "ktrans_mean" in (tmp_path / "rob" / "cohort.tsv").read_text().splitlines()[0]
+
+
+def test_cohort_options_belong_to_their_kind(tmp_path, phantom_cohort):
+    manifest = Path(phantom_cohort["input"]).parent / "manifest.tsv"
+    res = invoke(["batch", manifest, "--out-dir", tmp_path / "b", "--t10", "1.2"])
+    assert res.exit_code == 2 and "--t10 is a DCE option" in res.stderr
+    assert not (tmp_path / "b").exists()

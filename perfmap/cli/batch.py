@@ -7,7 +7,8 @@ import sys
 import click
 
 from ._common import handle_errors
-from .options import (kind_option, method_params, methods_option, overwrite_option,
+from .options import (cohort_model_options, kind_option, method_params, methods_option,
+                      model_options, overwrite_option,
                       param_options, scheduler_options, verbosity, verbosity_option)
 
 
@@ -43,14 +44,15 @@ class ProgressBar:
 @kind_option
 @methods_option
 @param_options
+@model_options
 @scheduler_options
 @click.option("--resume", is_flag=True,
               help="Keep subjects whose outputs are complete; run the others again.")
 @overwrite_option
 @verbosity_option
 @handle_errors
-def batch(manifest, out_dir, kind, methods, params, device, model, jobs, scheduler, resume,
-          overwrite):
+def batch(manifest, out_dir, kind, methods, params, device, model, leakage, t10, jobs,
+          scheduler, resume, overwrite):
     """Compute every subject of MANIFEST.tsv with every --method.
 
     MANIFEST.tsv is tab-separated with the columns subject and input and
@@ -63,11 +65,13 @@ def batch(manifest, out_dir, kind, methods, params, device, model, jobs, schedul
 
     quiet = verbosity() < 0
     mparams = method_params(methods, params, device, model, kind)
+    options = cohort_model_options(kind, leakage, t10)
     bar = ProgressBar(quiet, "batch")
     try:
         result = run_batch(manifest, out_dir, methods, jobs=jobs, scheduler=scheduler,
                            resume=resume, overwrite=overwrite,
                            method_params=mparams, progress=bar, kind=kind,
+                           model_options=options,
                            command=["perfmap"] + sys.argv[1:])
     finally:
         bar.close()

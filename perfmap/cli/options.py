@@ -181,6 +181,31 @@ def method_params(methods, params: dict, device: str, model, kind: str = "dsc") 
     return out
 
 
+def model_options(func):
+    """``--leakage`` (DSC) and ``--t10`` (DCE): model options for every subject of a cohort."""
+    func = click.option("--t10", type=float,
+                        help="DCE: one pre-contrast T1 (s) for subjects whose manifest row "
+                             "names no t1 map or vfa series.")(func)
+    func = click.option("--leakage", type=click.Choice(["bsw", "bidirectional", "none"]),
+                        help="DSC leakage correction (default bsw; see perfmap compute).")(func)
+    return func
+
+
+def cohort_model_options(kind: str, leakage, t10) -> dict:
+    """The model options of :func:`model_options` that apply to ``kind`` (a usage error
+    names an option given for the other kind)."""
+    given = {"leakage": (leakage, "dsc"), "t10": (t10, "dce")}
+    out = {}
+    for name, (value, owner) in given.items():
+        if value is None:
+            continue
+        if owner != kind:
+            raise click.BadParameter(f"--{name} is a {owner.upper()} option, not one of "
+                                     f"--kind {kind}", param_hint=f"--{name}")
+        out[name] = value
+    return out
+
+
 # ------------------------------------------------------------------ the rest
 
 def overwrite_option(func):

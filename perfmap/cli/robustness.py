@@ -8,7 +8,8 @@ import click
 
 from ._common import handle_errors
 from .batch import ProgressBar
-from .options import (kind_option, method_params, methods_option, overwrite_option,
+from .options import (cohort_model_options, kind_option, method_params, methods_option,
+                      model_options, overwrite_option,
                       param_options, scheduler_options, seed_option, verbosity,
                       verbosity_option)
 
@@ -32,20 +33,21 @@ def _parse_levels(ctx, param, value):
 @kind_option
 @methods_option
 @param_options
+@model_options
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False),
               help="Study folder (degraded series, one batch per level, cohort.tsv, report).")
 @seed_option("Seed of the noise (per subject and level) and of the bootstrap.")
 @scheduler_options
-@click.option("--metric", default="cbf_ratio", show_default=True,
-              help="Cohort column graded in the report.")
+@click.option("--metric", help="Cohort column graded in the report (default: the kind's first "
+              "ratio, cbf_ratio for DSC, ktrans_ratio for DCE).")
 @click.option("--n-boot", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Bootstrap replicates of the report.")
 @click.option("--resume", is_flag=True, help="Keep finished results; run the rest.")
 @overwrite_option
 @verbosity_option
 @handle_errors
-def robustness(manifest, levels, kind, methods, params, device, model, out_dir, seed, jobs,
-               scheduler, metric, n_boot, resume, overwrite):
+def robustness(manifest, levels, kind, methods, params, device, model, leakage, t10, out_dir,
+               seed, jobs, scheduler, metric, n_boot, resume, overwrite):
     """Add Gaussian noise to every subject of MANIFEST.tsv down to each --snr level,
     recompute the AIF and the maps with every --method, and report AUC against SNR.
 
@@ -57,12 +59,17 @@ def robustness(manifest, levels, kind, methods, params, device, model, out_dir, 
 
     quiet = verbosity() < 0
     mparams = method_params(methods, params, device, model, kind)
+    options = cohort_model_options(kind, leakage, t10)
+    if metric is None:
+        from ..pipeline.kinds import get_kind
+
+        metric = get_kind(kind).ratio_columns[0]
     bar = ProgressBar(quiet, "robustness")
     note = (lambda msg: None) if quiet else \
         (lambda msg: click.echo(f"perfmap: note: {msg}", err=True))
     try:
         result = run_robustness(manifest, out_dir, levels, methods, seed=seed, jobs=jobs,
-                                method_params=mparams, kind=kind,
+                                method_params=mparams, kind=kind, model_options=options,
                                 scheduler=scheduler, resume=resume, overwrite=overwrite,
                                 metric=metric, n_boot=n_boot, progress=bar, notify=note,
                                 command=["perfmap"] + sys.argv[1:])

@@ -6,7 +6,7 @@ import click
 
 from ..core.curves import RESIDUE_SHAPES
 from ._common import handle_errors
-from .options import overwrite_option, seed_option, verbosity, verbosity_option
+from .options import kind_option, overwrite_option, seed_option, verbosity, verbosity_option
 
 #: Fewest frames a phantom can have: the default 2 non-steady-state frames plus
 #: 30 for baseline, bolus and recirculation (``perfmap.core.phantom`` refuses fewer).
@@ -25,6 +25,7 @@ def _parse_shape(ctx, param, value):
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
+@kind_option
 @click.option("--subjects", "n_subjects", type=click.IntRange(min=1), default=1,
               show_default=True, help="Number of subjects.")
 @click.option("--snr", type=float, default=50.0, show_default=True,
@@ -46,24 +47,51 @@ def _parse_shape(ctx, param, value):
               help="Tissue bolus delay relative to the AIF (s).")
 @click.option("--dispersion", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Exponential dispersion time constant (s).")
+@click.option("--leakage", is_flag=True,
+              help="DSC: contrast leakage in HGG tumours (Tofts extravasation, SPGR T1 effect, "
+                   "a small T2* term); the truth stays the leak-free CBV/CBF.")
+@click.option("--flip-angle", type=click.FloatRange(0.0, 90.0, min_open=True),
+              help="DSC with --leakage: flip angle (degrees; default 30, the consensus "
+                   "no-preload protocol).")
+@click.option("--second-te", type=click.FloatRange(min=0.0, min_open=True),
+              help="DSC: also write the series at this echo time (s) as a second echo.")
+@click.option("--frame-interval", type=click.FloatRange(min=0.0, min_open=True), default=4.0,
+              show_default=True, help="DCE: frame interval (s).")
 @seed_option("Random seed.")
 @overwrite_option
 @verbosity_option
 @handle_errors
-def simulate(out_dir, n_subjects, snr, hgg_fraction, shape, n_frames, tr, te, residue, delay,
-             dispersion, seed, overwrite):
-    """Write DSC phantoms with ground truth into OUT_DIR, with a manifest.tsv.
+def simulate(out_dir, kind, n_subjects, snr, hgg_fraction, shape, n_frames, tr, te, residue,
+             delay, dispersion, leakage, flip_angle, second_te, frame_interval, seed,
+             overwrite):
+    """Write DSC (or, with --kind dce, DCE) phantoms with ground truth into OUT_DIR,
+    with a manifest.tsv.
 
     Each subject gets a 4D series, a JSON sidecar, AIF/brain/tumour/reference
-    masks and true CBF, CBV and MTT maps; the manifest feeds ``perfmap batch``.
+    masks and the true maps (DSC: CBF, CBV, MTT; DCE: Ktrans, ve, vp, kep, Fp, PS,
+    T10, plus a variable-flip-angle series); the manifest feeds ``perfmap batch``.
     Prints the manifest's path (nothing with -q).
     """
-    from ..simulate import simulate_cohort
+    if kind == "dce":
+        if leakage or flip_angle is not None or second_te is not None:
+            raise click.UsageError("--leakage, --flip-angle and --second-te are DSC options")
+        from ..simulate_dce import simulate_dce_cohort
 
-    manifest = simulate_cohort(out_dir, n_subjects=n_subjects, snr=snr,
-                               hgg_fraction=hgg_fraction, shape=shape, n_frames=n_frames,
-                               tr=tr, te=te, residue=residue, delay=delay,
-                               dispersion=dispersion, seed=seed, overwrite=overwrite)
+        manifest = simulate_dce_cohort(out_dir, n_subjects=n_subjects, snr=snr,
+                                       hgg_fraction=hgg_fraction, shape=shape,
+                                       n_frames=n_frames, dt=frame_interval, seed=seed,
+                                       overwrite=overwrite)
+    else:
+        from ..simulate import simulate_cohort
+
+        spec = None
+        if leakage or flip_angle is not None:
+            spec = {"flip_angle": flip_angle} if flip_angle is not None else True
+        manifest = simulate_cohort(out_dir, n_subjects=n_subjects, snr=snr,
+                                   hgg_fraction=hgg_fraction, shape=shape, n_frames=n_frames,
+                                   tr=tr, te=te, residue=residue, delay=delay,
+                                   dispersion=dispersion, seed=seed, overwrite=overwrite,
+                                   leakage=spec, second_te=second_te)
     if verbosity() >= 0:
         click.echo(f"wrote {n_subjects} phantom(s) to {out_dir}", err=True)
         click.echo(str(manifest))

@@ -38,7 +38,15 @@ def _mirrored(mean_signal: np.ndarray) -> np.ndarray:
     return 2.0 * float(np.max(mean_signal)) - mean_signal
 
 
-def _enhancing_curve(curves: np.ndarray) -> np.ndarray:
+def enhancement_baseline(probe_signal, n_skip: int = 0, baseline_frames=None):
+    """Pre-contrast frames of a T1-weighted series from a probe curve whose signal the
+    bolus raises (arterial mean, or :func:`enhancing_curve`): the DSC detection
+    (:func:`perfmap.core.concentration.detect_baseline`) on the mirrored curve."""
+    return detect_baseline(_mirrored(np.asarray(probe_signal, np.float64)), n_skip=n_skip,
+                           baseline_frames=baseline_frames)
+
+
+def enhancing_curve(curves: np.ndarray) -> np.ndarray:
     """Mean signal of the most enhancing voxels (vessels, enhancing tissue): the largest
     ``max - first frame`` rise, top 1 % and at least 10 voxels. Normal brain barely
     enhances in DCE, so the whole brain's mean would hide the bolus."""
@@ -60,9 +68,8 @@ def _mask_step(model, w: Work) -> None:
         if not np.any(w.data > 0):
             raise InputDataError("the signal is zero or negative everywhere")
         rough = auto_brain_mask(w.data.mean(axis=-1))
-        window = detect_baseline(_mirrored(_enhancing_curve(voxel_curves(w.data, rough))),
-                                 n_skip=model.n_skip or 0,
-                                 baseline_frames=model.baseline_frames)
+        window = enhancement_baseline(enhancing_curve(voxel_curves(w.data, rough)),
+                                      model.n_skip or 0, model.baseline_frames)
         w.brain_mask = auto_brain_mask(w.data[..., window.start:window.stop].mean(axis=-1))
         w.info["mask"] = {"source": "auto"}
     else:
@@ -77,9 +84,8 @@ def _baseline_step(model, w: Work) -> None:
     # The bolus arrives first, and most clearly, in the arteries: their mean curve
     # when an arterial mask is given, else the brain's most enhancing voxels.
     probe = w.curves[w.aif_mask[w.voxels]].mean(axis=0, dtype=np.float64) \
-        if w.aif_mask is not None else _enhancing_curve(w.curves[w.in_brain])
-    w.window = detect_baseline(_mirrored(probe), n_skip=model.n_skip or 0,
-                               baseline_frames=model.baseline_frames)
+        if w.aif_mask is not None else enhancing_curve(w.curves[w.in_brain])
+    w.window = enhancement_baseline(probe, model.n_skip or 0, model.baseline_frames)
     win = w.window
     w.info["baseline"] = {"start": int(win.start), "stop": int(win.stop),
                           "arrival": int(win.arrival), "method": win.method}

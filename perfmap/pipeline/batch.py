@@ -45,7 +45,8 @@ from ..io import nifti
 from ..io.outputs import check_folder
 from ..report.cohort import COHORT_COLUMNS
 from .executors import dask_session, default_jobs, execute
-from .manifest import (COHORT_NAME, RATIO_COLUMNS, TUMOUR_ROI, Manifest, base_row,
+from .kinds import get_kind
+from .manifest import (COHORT_NAME, TUMOUR_ROI, Manifest, base_row,
                        failed_row, pair_dir, read_manifest, row_from_provenance,
                        write_cohort)
 
@@ -80,6 +81,7 @@ class Task:
     overwrite: bool = False
     command: Optional[tuple] = None
     kind: str = "dsc"
+    model_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -163,7 +165,7 @@ def completed_row(task: Task) -> Optional[dict]:
         return None
     if not all((Path(task.out_dir) / name).is_file() for name in outputs):
         return None
-    return row_from_provenance(task.base_row, prov)
+    return row_from_provenance(task.base_row, prov, get_kind(task.kind).ratio_columns)
 
 
 def _remove_temporaries(folder: Path) -> None:
@@ -206,19 +208,22 @@ def run_task(task: Task) -> dict:
                                  tr=task.tr,
                                  rois={TUMOUR_ROI: task.tumour} if task.tumour else None,
                                  ref=task.ref, out_dir=task.out_dir, overwrite=task.overwrite,
+                                 **task.model_options,
                                  command=list(task.command) if task.command else None)
             for w in caught:
                 log.write(f"warning: {w.category.__name__}: {w.message}\n")
-            row = row_from_provenance(task.base_row, result.provenance)
+            ratios = get_kind(task.kind).ratio_columns
+            row = row_from_provenance(task.base_row, result.provenance, ratios)
             prov = result.provenance
             log.write(f"brain voxels {prov['voxels']['brain']}, not fitted "
                       f"{prov['voxels']['not_fitted']}\n")
-            log.write("ratios " + ", ".join(f"{k}={row[k]:.6g}" for k in RATIO_COLUMNS) + "\n")
+            log.write("ratios " + ", ".join(f"{k}={row[k]:.6g}" for k in ratios) + "\n")
             log.write(f"timings {json.dumps(prov.get('timings', {}))}\n")
             log.write("status ok\n")
         except Exception as exc:  # recorded, never propagated: the batch goes on
             message = one_line(exc)
-            row = failed_row(task.base_row, message, round(time.perf_counter() - t0, 4))
+            row = failed_row(task.base_row, message, round(time.perf_counter() - t0, 4),
+                             get_kind(task.kind).ratio_columns)
             if not isinstance(exc, (PerfmapError, MemoryError)):
                 log.write(traceback.format_exc())
             log.write(f"status failed: {message}\n")
@@ -229,8 +234,6 @@ def run_task(task: Task) -> dict:
 
 def check_methods(methods: Sequence[str], kind: str = "dsc") -> tuple:
     """Validate method names against the kind's registry; duplicates removed, order kept."""
-    from .kinds import get_kind
-
     names = tuple(dict.fromkeys(m.strip() for m in methods if m and m.strip()))
     if not names:
         raise ParameterError("no method given")
@@ -243,10 +246,28 @@ def check_methods(methods: Sequence[str], kind: str = "dsc") -> tuple:
     return names
 
 
+def cohort_columns(kind: str) -> list:
+    """The cohort table's columns for ``kind``: subject, grade, kind, method, status,
+    error, seconds and the kind's ratios."""
+    base = [c for c in COHORT_COLUMNS if not c.endswith("_ratio")]
+    return base + list(get_kind(kind).ratio_columns)
+
+
+def _subject_options(entry, kind: str, options: Optional[dict]) -> dict:
+    """Model options of one subject: the batch's, plus its manifest's t1/vfa files."""
+    out = {k: v for k, v in (options or {}).items() if v is not None}
+    for column in get_kind(kind).manifest_options:
+        value = getattr(entry, column, None)
+        if value:
+            out[column] = value
+    return out
+
+
 def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
                   resume: bool = False, overwrite: bool = False,
                   method_params: Optional[dict] = None,
-                  command: Optional[Sequence[str]] = None, kind: str = "dsc") -> BatchPlan:
+                  command: Optional[Sequence[str]] = None, kind: str = "dsc",
+                  model_options: Optional[dict] = None) -> BatchPlan:
     """Plan a batch: one task per subject and method, complete pairs found when resuming.
 
     Parameters
@@ -267,6 +288,9 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
         Command line recorded in every JSON.
     kind : str
         Acquisition kind of every subject (``perfmap.pipeline.kinds``).
+    model_options : dict, optional
+        Options of the kind's model for every subject (e.g. ``leakage``); the
+        manifest's ``t1``/``vfa`` cells add the subject's own.
 
     Returns
     -------
@@ -294,7 +318,8 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
                 log_path=str(out_dir / LOG_DIR / f"{entry.subject}_{method}.log"),
                 base_row=base_row(entry, method, kind),
                 method_params=dict((method_params or {}).get(method, {})),
-                overwrite=overwrite, command=tuple(command) if command else None, kind=kind))
+                overwrite=overwrite, command=tuple(command) if command else None, kind=kind,
+                model_options=_subject_options(entry, kind, model_options)))
     if not (resume or overwrite):
         used = [str(out_dir / COHORT_NAME)] if (out_dir / COHORT_NAME).exists() else []
         used += [t.out_dir for t in tasks if Path(t.out_dir).is_dir()
@@ -309,7 +334,7 @@ def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
             rows[i] = completed_row(task)
         if rows[i] is None and Path(task.out_dir).is_dir() and any(Path(task.out_dir).iterdir()):
             tasks[i] = replace(task, overwrite=True)
-    columns = list(COHORT_COLUMNS) + list(manifest.extra_columns)
+    columns = cohort_columns(kind) + list(manifest.extra_columns)
     return BatchPlan(out_dir=out_dir, manifest=manifest, methods=methods, tasks=tasks,
                      rows=rows, columns=columns)
 
@@ -394,7 +419,8 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
               jobs: Optional[int] = None, scheduler: Optional[str] = None,
               resume: bool = False, overwrite: bool = False,
               method_params: Optional[dict] = None, progress: Optional[ProgressCallback] = None,
-              command: Optional[Sequence[str]] = None, kind: str = "dsc") -> BatchResult:
+              command: Optional[Sequence[str]] = None, kind: str = "dsc",
+              model_options: Optional[dict] = None) -> BatchResult:
     """Compute every subject of a manifest with every method (``perfmap batch``).
 
     Parameters
@@ -407,7 +433,7 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
         Registered deconvolution methods, each run for every subject.
     jobs, scheduler, progress
         Where and how the tasks run (:func:`run_plans`).
-    resume, overwrite, method_params, command, kind
+    resume, overwrite, method_params, command, kind, model_options
         As in :func:`prepare_batch`.
 
     Returns
@@ -423,5 +449,6 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
     """
     manifest = read_manifest(manifest_path)
     plan = prepare_batch(manifest, out_dir, methods, resume=resume, overwrite=overwrite,
-                         method_params=method_params, command=command, kind=kind)
+                         method_params=method_params, command=command, kind=kind,
+                         model_options=model_options)
     return run_plans([plan], jobs=jobs, scheduler=scheduler, progress=progress)[0]

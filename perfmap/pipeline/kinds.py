@@ -49,6 +49,11 @@ class Kind:
         The keyword options ``build_model`` takes (others are refused by name).
     parameters : callable
         ``parameters(method) -> {key: default}``, the ``--param`` keys a method takes.
+    ratio_columns : tuple of str
+        Tumour ROI numbers (ratios to the reference, or means) a cohort table of
+        this kind carries; the first is the default graded metric.
+    manifest_options : dict
+        Manifest column -> model option (files a subject's row may name).
     """
 
     name: str
@@ -59,6 +64,8 @@ class Kind:
     map_names: tuple
     options: tuple = ()
     parameters: Callable = None
+    ratio_columns: tuple = ()
+    manifest_options: tuple = ()
 
 
 def register_kind(kind: Kind) -> Kind:
@@ -177,7 +184,8 @@ DSC = register_kind(Kind(
     default_method="osvd", methods=_deconv_methods, build_model=_dsc_model,
     map_names=("cbf", "cbv", "mtt", "tmax", "ttp"),
     options=("kh", "rho", "baseline_frames", "n_skip", "leakage", "second_echo", "te2"),
-    parameters=_deconv_parameters))
+    parameters=_deconv_parameters, ratio_columns=("cbf_ratio", "cbv_ratio", "mtt_ratio"),
+    manifest_options=()))
 
 
 # ------------------------------------------------------------------ DCE
@@ -318,4 +326,7 @@ DCE = register_kind(Kind(
     map_names=("ktrans", "ve", "vp", "kep"),
     options=("frame_interval", "flip_angle", "t1", "vfa", "vfa_angles", "t10",
              "r1", "hct", "baseline_frames"),
-    parameters=_dce_parameters))
+    parameters=_dce_parameters,
+    # NAWM Ktrans is about 0 (intact barrier), so the tumour mean grades, not its ratio
+    ratio_columns=("ktrans_mean", "ktrans_ratio", "ve_ratio", "vp_ratio", "kep_ratio"),
+    manifest_options=("t1", "vfa")))

@@ -43,7 +43,7 @@ from ..report.cohort import COHORT_COLUMNS, normalize_grade
 #: Columns every manifest must have.
 REQUIRED_COLUMNS = ("subject", "input")
 #: Optional columns with a meaning for the batch.
-OPTIONAL_COLUMNS = ("aif", "mask", "tumour", "ref", "grade", "te", "tr")
+OPTIONAL_COLUMNS = ("aif", "mask", "tumour", "ref", "grade", "te", "tr", "t1", "vfa")
 #: Known columns, in the order :func:`write_manifest` writes them.
 KNOWN_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
@@ -62,6 +62,9 @@ class ManifestEntry:
         ``"auto"`` or a path.
     tumour, ref : str or None
         Tumour ROI and reference (NAWM) ROI masks.
+    t1, vfa : str or None
+        DCE: a T1 map (s), or a variable-flip-angle series (NIfTI with a
+        ``FlipAngle`` list in its sidecar, or a DICOM folder).
     grade : str
         The grade as written in the manifest (``""`` when absent).
     te, tr : float or None
@@ -81,6 +84,8 @@ class ManifestEntry:
     grade: str = ""
     te: Optional[float] = None
     tr: Optional[float] = None
+    t1: Optional[str] = None
+    vfa: Optional[str] = None
     extra: dict = field(default_factory=dict)
     row: int = 0
 
@@ -216,9 +221,11 @@ def read_manifest(path) -> Manifest:
             value = row.get(column, "")
             fields[column] = "auto" if value.lower() in ("", "auto") else \
                 _resolve(base, value, column, where)
-        for column in ("tumour", "ref"):
+        for column in ("tumour", "ref", "t1"):
             value = row.get(column, "")
             fields[column] = _resolve(base, value, column, where) if value else None
+        value = row.get("vfa", "")
+        fields["vfa"] = _resolve(base, value, "vfa", where, allow_dir=True) if value else None
         entries.append(ManifestEntry(**fields))
     return Manifest(entries=tuple(entries), extra_columns=extras, source=str(path))
 
@@ -297,22 +304,23 @@ def _float(value) -> float:
         return math.nan
 
 
-def row_from_provenance(known: dict, provenance: dict) -> dict:
-    """A cohort row (status ok): the ``known`` cells plus the numbers of a compute JSON."""
+def row_from_provenance(known: dict, provenance: dict, ratios=RATIO_COLUMNS) -> dict:
+    """A cohort row (status ok): the ``known`` cells plus the ``ratios`` of a compute JSON."""
     row = dict(known)
     stats = (provenance.get("rois") or {}).get(TUMOUR_ROI) or {}
     row.update(status="ok", error="",
                seconds=_float((provenance.get("timings") or {}).get("total_s")))
-    for key in RATIO_COLUMNS:
+    for key in ratios:
         row[key] = _float(stats.get(key))
     return row
 
 
-def failed_row(known: dict, message: str, seconds: float = math.nan) -> dict:
+def failed_row(known: dict, message: str, seconds: float = math.nan,
+               ratios=RATIO_COLUMNS) -> dict:
     """A cohort row: the ``known`` cells, status ``failed`` and a one-line error message."""
     row = dict(known)
     row.update(status="failed", error=" ".join(str(message).split()), seconds=seconds)
-    for key in RATIO_COLUMNS:
+    for key in ratios:
         row[key] = math.nan
     return row
 

@@ -54,7 +54,7 @@ from ..io import nifti, tables
 from ..io.outputs import OutputSet, check_folder, write_text_atomic
 from . import batch as batch_mod
 from . import executors
-from ..report.cohort import COHORT_COLUMNS
+from .kinds import get_kind
 from .manifest import (COHORT_NAME, Manifest, ManifestEntry, base_row, failed_row,
                        format_manifest, read_manifest, write_cohort)
 
@@ -78,16 +78,19 @@ def noise_seed(seed: int, subject: str, level: float) -> np.random.SeedSequence:
                                    int(round(level * 1000))])
 
 
-def baseline_region(data: np.ndarray, mask: Optional[np.ndarray] = None):
+def baseline_region(data: np.ndarray, mask: Optional[np.ndarray] = None, kind: str = "dsc"):
     """Brain mask and baseline window of a 4D signal, as the pipeline finds them.
 
     Parameters
     ----------
     data : ndarray, shape (X, Y, Z, T)
-        DSC signal.
+        DSC or DCE signal.
     mask : ndarray of bool, shape (X, Y, Z), optional
         Brain mask; by default the automatic one
         (:func:`perfmap.core.brainmask.auto_brain_mask` of the baseline image).
+    kind : {"dsc", "dce"}
+        DSC: the bolus lowers the mean brain signal; DCE: it raises the signal of
+        the most enhancing voxels (:func:`perfmap.models.dce_steps.enhancement_baseline`).
 
     Returns
     -------
@@ -95,12 +98,18 @@ def baseline_region(data: np.ndarray, mask: Optional[np.ndarray] = None):
     window : BaselineWindow
         Steady pre-bolus frames ``[start, stop)``.
     """
+    def detect(region):
+        if kind == "dce":
+            from ..models.dce_steps import enhancement_baseline, enhancing_curve
+
+            return enhancement_baseline(enhancing_curve(data[region]))
+        return detect_baseline(data[region].mean(axis=0))
+
     if mask is None:
         rough = auto_brain_mask(data.mean(axis=-1))
-        window = detect_baseline(data[rough].mean(axis=0))
+        window = detect(rough)
         mask = auto_brain_mask(data[..., window.start:window.stop].mean(axis=-1))
-    window = detect_baseline(data[mask].mean(axis=0))
-    return mask, window
+    return mask, detect(mask)
 
 
 def baseline_snr(data: np.ndarray, mask: np.ndarray, window) -> tuple:
@@ -176,6 +185,7 @@ class DegradeTask:
     root: str
     overwrite: bool = False
     resume: bool = False
+    kind: str = "dsc"
 
 
 def _record(subject, level, **values) -> dict:
@@ -236,7 +246,7 @@ def _degrade_subject(task: DegradeTask) -> list:
             volume = load_series(entry.input, te=entry.te, tr=entry.tr)
             mask = None if entry.mask == "auto" else \
                 nifti.load_mask(entry.mask, volume, "brain mask")
-            mask, window = baseline_region(volume.data, mask)
+            mask, window = baseline_region(volume.data, mask, task.kind)
             mean, sd, snr_in = baseline_snr(volume.data, mask, window)
             sidecar = nifti.read_sidecar(entry.input) if nifti.is_nifti(entry.input) else {}
         except (PerfmapError, MemoryError) as exc:
@@ -333,7 +343,8 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
                    progress: Optional[batch_mod.ProgressCallback] = None,
                    notify: Optional[Callable[[str], None]] = None,
                    command: Optional[Sequence[str]] = None, kind: str = "dsc",
-                   method_params: Optional[dict] = None) -> RobustnessResult:
+                   method_params: Optional[dict] = None,
+                   model_options: Optional[dict] = None) -> RobustnessResult:
     """Degrade a cohort to several SNR levels, process it, and grade AUC vs SNR.
 
     Parameters
@@ -370,6 +381,9 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
         Acquisition kind of the cohort.
     method_params : dict, optional
         ``method -> {parameter: value}``, as in :func:`perfmap.pipeline.batch.prepare_batch`.
+    model_options : dict, optional
+        Options of the kind's model (e.g. ``leakage``), as in
+        :func:`perfmap.pipeline.batch.prepare_batch`.
 
     Returns
     -------
@@ -393,7 +407,7 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
     jobs = executors.default_jobs() if jobs is None else max(1, int(jobs))
     with executors.dask_session(scheduler, jobs) as client:
         records = _degrade_all(manifest, levels, int(seed), root, jobs, client,
-                               resume=resume, overwrite=overwrite)
+                               resume=resume, overwrite=overwrite, kind=kind)
         noise = [rec for recs in records for rec in recs]
         for message in dict.fromkeys(m for rec in noise for m in rec.get("warnings", ())):
             logger.warning(message)
@@ -409,7 +423,8 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
         plans, failed_rows, columns = _level_plans(manifest, methods, levels, records, out_dir,
                                                    resume=resume, overwrite=overwrite,
                                                    command=command, kind=kind,
-                                                   method_params=method_params)
+                                                   method_params=method_params,
+                                                   model_options=model_options)
 
         def write_combined():
             rows = [r for plan in plans for r in plan.rows if r is not None] + failed_rows
@@ -435,10 +450,12 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
                             noise=noise, notes=notes, n_failed=n_failed, batches=batches)
 
 
-def _degrade_all(manifest, levels, seed, root, jobs, client, *, resume, overwrite) -> list:
+def _degrade_all(manifest, levels, seed, root, jobs, client, *, resume, overwrite,
+                 kind="dsc") -> list:
     """Degrade every subject (in parallel); one list of level records per subject."""
     tasks = [DegradeTask(entry=e, levels=levels, seed=seed, root=str(root),
-                         overwrite=resume or overwrite, resume=resume and not overwrite)
+                         overwrite=resume or overwrite, resume=resume and not overwrite,
+                         kind=kind)
              for e in manifest.entries]
     records = [None] * len(tasks)
     for i, recs, error in executors.execute(degrade_subject, tasks, jobs=jobs, client=client):
@@ -451,7 +468,7 @@ def _degrade_all(manifest, levels, seed, root, jobs, client, *, resume, overwrit
 
 
 def _level_plans(manifest, methods, levels, records, out_dir, *, resume, overwrite, command,
-                 kind="dsc", method_params=None):
+                 kind="dsc", method_params=None, model_options=None):
     """One batch plan per level (its manifest written), and the rows of failed subjects."""
     root = out_dir / DEGRADED_DIR
     extras = [c for c in manifest.extra_columns if c not in ROBUSTNESS_COLUMNS]
@@ -467,11 +484,13 @@ def _level_plans(manifest, methods, levels, records, out_dir, *, resume, overwri
                            source=str(level_dir / "manifest.tsv"))
             plans.append(batch_mod.prepare_batch(
                 sub, out_dir / level_name(lvl), methods, resume=resume, overwrite=overwrite,
-                command=command, kind=kind, method_params=method_params))
+                command=command, kind=kind, method_params=method_params,
+                model_options=model_options))
         for e, recs in zip(manifest.entries, records):
             if recs[k]["error"]:
                 bad = _degraded_entry(e, recs[k], extras)
-                failed_rows += [failed_row(base_row(bad, m, kind), recs[k]["error"])
+                failed_rows += [failed_row(base_row(bad, m, kind), recs[k]["error"],
+                                           ratios=get_kind(kind).ratio_columns)
                                 for m in methods]
-    columns = list(COHORT_COLUMNS) + list(extras) + list(ROBUSTNESS_COLUMNS)
+    columns = batch_mod.cohort_columns(kind) + list(extras) + list(ROBUSTNESS_COLUMNS)
     return plans, failed_rows, columns

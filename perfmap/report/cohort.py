@@ -295,7 +295,7 @@ def cohort_from_rows(
 
     # Extra columns are numeric when every non-missing cell is a number.
     known = set(REQUIRED_COLUMNS) | {"error"}
-    numeric = [c for c in columns if c in NUMERIC_COLUMNS or c.endswith("_ratio")]
+    numeric = [c for c in columns if c in NUMERIC_COLUMNS or c.endswith(("_ratio", "_mean"))]
     for col in columns:
         if col in known or col in numeric:
             continue
