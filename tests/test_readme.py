@@ -29,3 +29,20 @@ def test_readme_array_api_example_runs():
     expected = truth[ph.masks["tumour"]].mean() / truth[ph.masks["ref"]].mean()
     assert np.isfinite(namespace["ratio"])
     assert abs(namespace["ratio"] / expected - 1) < 0.25
+
+
+def test_readme_dce_array_example_runs():
+    """The README's DCE array example (second Python block of "Python API") runs and
+    recovers the tumour's Ktrans."""
+    import numpy as np
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    blocks = section.split("```python")[1:3]
+    namespace = {}
+    for block in blocks:
+        exec(compile(block[:block.index("```")], "README.md", "exec"), namespace)
+    fit, ph = namespace["fit"], namespace["ph"]
+    tumour = ph.masks["tumour"]
+    truth = float(np.nanmedian(ph.truth["ktrans"][tumour]))
+    assert abs(float(np.nanmedian(fit.ktrans[tumour])) / truth - 1) < 0.1
