@@ -214,3 +214,43 @@ def test_mad_noise_sigma_on_white_noise_and_on_a_bolus_phantom():
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- imports: layering and laziness ------------------------------------------------
+
+def test_listing_denoisers_imports_neither_torch_nor_scipy_ndimage():
+    import subprocess
+    import sys
+
+    code = ("import sys; from perfmap.core.denoise import available; available(); "
+            "print(sorted(m for m in ('torch', 'scipy.ndimage', 'dipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_core_modules_import_only_what_core_may(module):
+    """Module level: stdlib, numpy, perfmap.errors, perfmap.core; inside functions also scipy, torch."""
+    import ast
+    import sys
+
+    path = importlib.import_module(module).__file__
+    tree = ast.parse(open(path).read())
+    top = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [("." * node.level) + (node.module or "")]
+            assert not any(a.name.startswith("_") for a in node.names), "a private name imported"
+        else:
+            continue
+        for name in names:
+            root = name.lstrip(".").split(".")[0]
+            relative = name.startswith(".")
+            if relative:
+                assert name.startswith("..") is False or name in ("...errors",), name
+            elif id(node) in top:
+                assert root in sys.stdlib_module_names | {"numpy"}, name
+            else:
+                assert root in sys.stdlib_module_names | {"numpy", "scipy", "torch"}, name

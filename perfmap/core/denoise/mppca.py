@@ -18,13 +18,16 @@ patches' ``sigma^2``, square-rooted.
 
 Vectorisation and memory: the patches are processed ``chunk`` at a time in
 x-major order (so a chunk touches a slab of the image): one gather of their
-curves, one batched Gram product, one batched ``numpy.linalg.eigh``, the MP
+curves, one batched Gram product, one batched ``eigh`` (see below), the MP
 criterion for all of them with cumulative sums, one batched reconstruction;
 only the scatter-add of the estimates loops, over the ``N`` voxel offsets
-of a patch, never over patches. Besides the input and the float32 output
-(which is also the accumulator), memory is two float64 maps of the volume
-and per chunk about ``chunk * (24 N T + 16 r^2)`` bytes, ``r = min(T, N)``:
-45 MB for 256 patches of 125 voxels and 60 frames.
+of a patch, never over patches. Memory besides the input and the float32
+output (which is also the accumulator): two float64 maps of the volume
+(weights, noise); per batch being computed about ``chunk * (20 N T + 24 r^2)``
+bytes, ``r = min(T, N)`` (30 MB for 128 patches of 125 voxels and 60 frames);
+``chunk * 4 N T`` bytes per computed batch waiting to be added (at most
+``threads + 1``); and one C-ordered copy of the input if it is not C-contiguous
+or has NaN/Inf outside the mask.
 
 Cost is dominated by ``eigh`` (about 0.35 ms per 60 x 60 float64 matrix on
 one core), so ``step`` (the spacing of the patch grid) sets the speed:
@@ -66,7 +69,7 @@ VARIANTS = ("veraart2016", "dipy")
 ENGINES = ("auto", "numpy", "torch")
 WEIGHTS = ("rank", "uniform")
 DEFAULT_STEP = 2
-DEFAULT_CHUNK = 256
+DEFAULT_CHUNK = 128
 
 
 def mppca(series, mask=None, patch=None, step: int = DEFAULT_STEP, variant: str = "veraart2016",
@@ -208,7 +211,7 @@ def _patch_estimates(block: np.ndarray, variant: str, torch=None):
 
 
 def _ordered(fn, items, threads):
-    """``map(fn, items)`` in order, on ``threads`` threads with at most 2 per thread queued."""
+    """``map(fn, items)`` in order, on ``threads`` threads, at most ``threads`` results waiting."""
     if threads == 1:
         yield from map(fn, items)
         return
@@ -219,7 +222,7 @@ def _ordered(fn, items, threads):
         queue = deque()
         for item in items:
             queue.append(pool.submit(fn, item))
-            if len(queue) >= 2 * threads:
+            if len(queue) > threads:
                 yield queue.popleft().result()
         while queue:
             yield queue.popleft().result()
@@ -269,34 +272,38 @@ class MPPCADenoiser(Denoiser):
         batches = [starts[lo:lo + self.chunk] for lo in range(0, len(starts), self.chunk)]
 
         def work(batch):
-            return _patch_estimates(flat[index.rows(batch)], self.variant, torch)
+            est, sigma2, kept = _patch_estimates(flat[index.rows(batch)], self.variant, torch)
+            w = 1.0 / (1.0 + kept) if self.weights == "rank" else np.ones(len(batch))
+            # (N, B, T) float32: one contiguous (B, T) block per voxel offset
+            weighted = np.ascontiguousarray((est * w[:, None, None]).transpose(1, 0, 2),
+                                            np.float32)
+            return weighted, w, sigma2, kept
 
         previous = torch.get_num_threads() if torch is not None else None
         try:
             if torch is not None:
                 torch.set_num_threads(1)   # parallel over batches instead (see module notes)
             lo = 0
-            for batch, (est, sigma2, kept) in zip(batches, _ordered(work, batches, threads)):
+            for batch, (weighted, w, sigma2, kept) in zip(batches,
+                                                          _ordered(work, batches, threads)):
                 kept_all[lo:lo + len(batch)] = kept
                 lo += len(batch)
-                w = 1.0 / (1.0 + kept) if self.weights == "rank" else np.ones(len(batch))
-                _scatter(acc, wsum, s2sum, index, batch, est, w, sigma2)
+                _scatter(acc, wsum, s2sum, index.base(batch), index.offsets, weighted, w, sigma2)
         finally:
             if previous is not None:
                 torch.set_num_threads(previous)
         return _finish(series, mask, acc, wsum, s2sum, kept_all, patch, step)
 
 
-def _scatter(acc, wsum, s2sum, index, batch, est, w, sigma2):
-    """Add the weighted estimates of a batch of patches to the accumulators.
+def _scatter(acc, wsum, s2sum, base, offsets, weighted, w, sigma2):
+    """Add weighted patch estimates ``weighted`` (N, B, T) to the accumulators.
 
     One fancy-index addition per voxel offset of the patch: the patches of a
-    batch have distinct start corners, so no row repeats within one addition.
+    batch have distinct start corners ``base``, so no row repeats within one
+    addition.
     """
-    weighted = np.ascontiguousarray((est * w[:, None, None]).transpose(1, 0, 2), np.float32)
-    base = index.base(batch)
     ws2 = w * sigma2
-    for k, off in enumerate(index.offsets):
+    for k, off in enumerate(offsets):
         rows = base + off
         acc[rows] += weighted[k]
         wsum[rows] += w
@@ -309,11 +316,12 @@ def _finish(series, mask, acc, wsum, s2sum, kept, patch, step):
     if not np.all(wsum[m] > 0):  # guaranteed by select_patches; a bug otherwise
         raise RuntimeError("MP-PCA left mask voxels without a patch")
     acc[m] /= wsum[m, None].astype(np.float32)
-    acc[~m] = np.reshape(series, acc.shape)[~m]
+    out = acc.reshape(series.shape)
+    out[~mask] = series[~mask]
     noise = np.full(m.shape, np.nan, np.float32)
     noise[m] = np.sqrt(s2sum[m] / wsum[m])
     info = {"noise_sigma": float(np.median(noise[m])),
             "components_median": float(np.median(kept)),
             "components_max": int(kept.max()), "patches": int(kept.size),
             "patch": list(patch), "step": list(step)}
-    return DenoiseResult(acc.reshape(series.shape), info, noise.reshape(mask.shape))
+    return DenoiseResult(out, info, noise.reshape(mask.shape))
