@@ -139,6 +139,15 @@ def test_bad_input(name, series, mask, error, text):
 def test_patch_larger_than_image():
     with pytest.raises(ParameterError, match="patch 7x7x7 is larger than the image 6x6x6"):
         denoise(np.zeros((6, 6, 6, 8)), "mppca", patch=7)
+    with pytest.raises(ShapeError, match="image 2x2x2 is too small for MP-PCA"):
+        denoise(np.zeros((2, 2, 2, 8)), "mppca")
+
+
+def test_mppca_on_a_single_slice():
+    rng = np.random.default_rng(8)
+    res = denoise(100 + rng.standard_normal((30, 30, 1, 60)), "mppca")
+    assert res.info["patch"] == [9, 9, 1] and res.info["step"] == [2, 2, 1]
+    assert res.info["noise_sigma"] == pytest.approx(1.0, rel=0.03)
 
 
 # -- Gaussian smoothing ---------------------------------------------------------

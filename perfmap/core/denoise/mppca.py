@@ -59,7 +59,7 @@ import os
 
 import numpy as np
 
-from ...errors import ParameterError
+from ...errors import ParameterError, ShapeError
 from .base import DenoiseResult, Denoiser, finite_outside
 from .marchenko_pastur import mp_classify, mp_upper_edge
 from .patches import PatchIndex, auto_patch, check_patch, check_step, select_patches
@@ -257,6 +257,9 @@ class MPPCADenoiser(Denoiser):
     def _denoise(self, series, mask):
         shape, T = series.shape[:3], series.shape[3]
         patch = auto_patch(shape, T) if self.patch is None else check_patch(self.patch, shape)
+        if patch[0] * patch[1] * patch[2] < 2:
+            raise ShapeError(f"the image {'x'.join(map(str, shape))} is too small for MP-PCA: "
+                             "no patch of odd sides with 2 or more voxels fits")
         step = check_step(self.step, patch)
         starts = select_patches(mask, patch, step)
         index = PatchIndex(shape, patch)
