@@ -107,10 +107,19 @@ def check_series(series, mask=None) -> tuple[np.ndarray, np.ndarray]:
     return a, m
 
 
-def finite_outside(series: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``series`` with non-finite values (only possible outside ``mask``) set to 0.
+def nonfinite_to_zero(series: np.ndarray) -> np.ndarray:
+    """``series`` with its non-finite values set to 0.
+
+    After :func:`check_series` these can only lie outside the mask, where
+    MP-PCA patches around the brain edge read them.
 
     Returns the input itself when all values are finite (no copy).
+
+    Examples
+    --------
+    >>> x = np.array([1.0, np.nan])
+    >>> nonfinite_to_zero(x).tolist(), nonfinite_to_zero(np.ones(2)).tolist()
+    ([1.0, 0.0], [1.0, 1.0])
     """
     finite = np.isfinite(series)
     if finite.all():

@@ -60,7 +60,7 @@ import os
 import numpy as np
 
 from ...errors import ParameterError, ShapeError
-from .base import DenoiseResult, Denoiser, finite_outside
+from .base import DenoiseResult, Denoiser, nonfinite_to_zero
 from .marchenko_pastur import mp_classify, mp_upper_edge
 from .patches import PatchIndex, auto_patch, check_patch, check_step, select_patches
 from .registry import register
@@ -102,9 +102,9 @@ def mppca(series, mask=None, patch=None, step: int = DEFAULT_STEP, variant: str 
     chunk : int
         Patches per batch (bounds memory, see the module docstring).
     threads : int, optional
-        Batches computed in parallel (default: the CPU count, at most 4);
-        estimates are added up in batch order, so the result does not
-        depend on it.
+        Batches computed in parallel (default: ``OMP_NUM_THREADS`` if set,
+        else the usable CPUs, at most 4); estimates are added up in batch
+        order, so the result does not depend on it.
     engine : {"auto", "numpy", "torch"}
         Eigen-solver: ``torch.linalg.eigh`` run single-threaded per call
         (``auto``, when torch is importable) or ``numpy.linalg.eigh``.
@@ -165,6 +165,19 @@ def _torch():
     except ImportError:  # pragma: no cover - torch is a dependency of perfmap
         return None
     return torch
+
+
+def _default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set (the batch workers set it), else the usable CPUs, at most 4."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        pass
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return min(4, cpus)
 
 
 def _eigh(gram: np.ndarray, torch):
@@ -263,7 +276,7 @@ class MPPCADenoiser(Denoiser):
         step = check_step(self.step, patch)
         starts = select_patches(mask, patch, step)
         index = PatchIndex(shape, patch)
-        flat = np.reshape(np.ascontiguousarray(finite_outside(series, mask)), (-1, T))
+        flat = np.reshape(np.ascontiguousarray(nonfinite_to_zero(series)), (-1, T))
         acc = np.zeros(flat.shape, np.float32)
         wsum = np.zeros(flat.shape[0], np.float64)
         s2sum = np.zeros(flat.shape[0], np.float64)
@@ -271,7 +284,7 @@ class MPPCADenoiser(Denoiser):
         torch = _torch() if self.engine in ("auto", "torch") else None
         if self.engine == "torch" and torch is None:  # pragma: no cover
             raise ParameterError("engine 'torch' needs PyTorch, which is not installed")
-        threads = self.threads or min(4, os.cpu_count() or 1)
+        threads = self.threads or _default_threads()
         batches = [starts[lo:lo + self.chunk] for lo in range(0, len(starts), self.chunk)]
 
         def work(batch):

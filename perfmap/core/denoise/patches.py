@@ -141,7 +141,23 @@ def auto_patch(shape, n_frames: int, base: int = 5) -> tuple[int, int, int]:
 
 
 def check_patch(patch, shape) -> tuple[int, int, int]:
-    """Validate a patch size (int or 3 ints, odd, inside the image); return 3 ints."""
+    """Validate a patch size (int or 3 ints, odd, inside the image); return 3 ints.
+
+    Raises
+    ------
+    ParameterError
+        Not one or three odd positive integers, fewer than 2 voxels, or larger
+        than the image.
+
+    Examples
+    --------
+    >>> check_patch(5, (64, 64, 20))
+    (5, 5, 5)
+    >>> check_patch((7, 7, 3), (64, 64, 2))
+    Traceback (most recent call last):
+    ...
+    perfmap.errors.ParameterError: patch 7x7x3 is larger than the image 64x64x2
+    """
     sizes = (patch,) * 3 if np.isscalar(patch) else tuple(patch)
     try:
         sizes = tuple(int(s) for s in sizes)
@@ -158,7 +174,16 @@ def check_patch(patch, shape) -> tuple[int, int, int]:
 
 
 def check_step(step, patch) -> tuple[int, int, int]:
-    """Validate the grid spacing against the patch: ``1 <= step <= p - 1`` on every axis with p > 1."""
+    """Validate the grid spacing against the patch; return it per axis.
+
+    ``1 <= step <= p - 1`` must hold on every axis with ``p > 1`` (see the
+    module docstring); axes with ``p = 1`` get step 1.
+
+    Examples
+    --------
+    >>> check_step(2, (5, 5, 1))
+    (2, 2, 1)
+    """
     try:
         s = int(step)
     except (TypeError, ValueError):
@@ -179,6 +204,12 @@ class PatchIndex:
     ``rows(starts)`` gives, for patches at ``starts`` (n, 3), an ``(n, N)``
     array of rows; ``offsets`` (N,) are those of the voxels of a patch
     relative to its start corner (x slowest).
+
+    Examples
+    --------
+    >>> idx = PatchIndex((4, 4, 4), (3, 3, 3))
+    >>> idx.rows(np.array([[0, 0, 0], [1, 1, 1]]))[:, :3].tolist()
+    [[0, 1, 2], [21, 22, 23]]
     """
 
     shape: tuple
