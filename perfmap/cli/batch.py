@@ -51,8 +51,8 @@ class ProgressBar:
 @overwrite_option
 @verbosity_option
 @handle_errors
-def batch(manifest, out_dir, kind, methods, params, device, model, leakage, t10, jobs,
-          scheduler, resume, overwrite):
+def batch(manifest, out_dir, kind, methods, params, device, model, leakage, t10, denoise,
+          jobs, scheduler, resume, overwrite):
     """Compute every subject of MANIFEST.tsv with every --method.
 
     MANIFEST.tsv is tab-separated with the columns subject and input and
@@ -65,7 +65,7 @@ def batch(manifest, out_dir, kind, methods, params, device, model, leakage, t10,
 
     quiet = verbosity() < 0
     mparams = method_params(methods, params, device, model, kind)
-    options = cohort_model_options(kind, leakage, t10)
+    options = cohort_model_options(kind, leakage, t10, denoise)
     bar = ProgressBar(quiet, "batch")
     try:
         result = run_batch(manifest, out_dir, methods, jobs=jobs, scheduler=scheduler,

@@ -8,8 +8,8 @@ import click
 
 from ..core.curves import DEFAULT_KH, DEFAULT_RHO
 from ._common import handle_errors
-from .options import (kind_option, method_option, method_params, overwrite_option,
-                      param_options, verbosity, verbosity_option)
+from .options import (denoise_option, kind_option, method_option, method_params,
+                      overwrite_option, param_options, verbosity, verbosity_option)
 
 
 def _parse_roi(ctx, param, values):
@@ -50,6 +50,7 @@ def _parse_frames(ctx, param, value):
 @kind_option
 @method_option
 @param_options
+@denoise_option
 @click.option("--aif", default="auto", show_default=True,
               help="'auto', a 3D arterial mask (NIfTI), or a text curve (one value per frame).")
 @click.option("--mask", default="auto", show_default=True,
@@ -100,7 +101,7 @@ def _parse_frames(ctx, param, value):
 @overwrite_option
 @verbosity_option
 @handle_errors
-def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, rois, ref,
+def compute(input_path, kind, method, params, device, model, denoise, aif, mask, te, tr, rois, ref,
             out_dir, baseline_frames, n_skip, kh, rho, leakage, second_echo, te2, t1, vfa,
             vfa_angles, t10, flip_angle, r1, hct, frame_interval, series, allow_empty,
             overwrite):
@@ -122,7 +123,8 @@ def compute(input_path, kind, method, params, device, model, aif, mask, te, tr, 
                          baseline_frames=baseline_frames, n_skip=n_skip, leakage=leakage,
                          second_echo=second_echo, te2=te2, t1=t1, vfa=vfa,
                          vfa_angles=vfa_angles, t10=t10, flip_angle=flip_angle, r1=r1, hct=hct,
-                         frame_interval=frame_interval)
+                         frame_interval=frame_interval,
+                         denoise=None if denoise == "none" else denoise)
     level = verbosity()
     if level >= 0:
         prov = result.provenance

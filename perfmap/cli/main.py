@@ -26,6 +26,8 @@ COMMANDS = {
     "robustness": ("perfmap.cli.robustness:robustness",
                    "Noise study: degrade a cohort to several SNRs and report AUC vs SNR."),
     "train": ("perfmap.cli.train:train", "Train the PHAE neural encoder (self-supervised)."),
+    "denoise": ("perfmap.cli.denoise:denoise",
+                "Denoise a 4D series (MP-PCA or Gaussian) into a new NIfTI."),
     "methods": ("perfmap.cli.methods:methods",
                 "List each kind's methods and their parameters with defaults."),
 }

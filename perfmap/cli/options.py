@@ -181,8 +181,30 @@ def method_params(methods, params: dict, device: str, model, kind: str = "dsc") 
     return out
 
 
+def _denoisers() -> list:
+    from ..core.denoise import available
+
+    return available()
+
+
+def denoise_method_option(func):
+    """``--method NAME``: a denoiser (``perfmap denoise``)."""
+    return click.option("--method", type=click.Choice(_denoisers()), default="mppca",
+                        show_default=True, help="Denoising method.")(func)
+
+
+def denoise_option(func):
+    """``--denoise none|NAME``: denoise the signal before conversion (compute, batch, ...)."""
+    return click.option("--denoise", type=click.Choice(["none", *_denoisers()]),
+                        default="none", show_default=True,
+                        help="Denoise the brain's signal first (mppca: Marchenko-Pastur PCA, "
+                             "Veraart 2016; gaussian: spatial smoothing).")(func)
+
+
 def model_options(func):
-    """``--leakage`` (DSC) and ``--t10`` (DCE): model options for every subject of a cohort."""
+    """``--denoise``, ``--leakage`` (DSC) and ``--t10`` (DCE): model options for every
+    subject of a cohort."""
+    func = denoise_option(func)
     func = click.option("--t10", type=float,
                         help="DCE: one pre-contrast T1 (s) for subjects whose manifest row "
                              "names no t1 map or vfa series.")(func)
@@ -191,11 +213,11 @@ def model_options(func):
     return func
 
 
-def cohort_model_options(kind: str, leakage, t10) -> dict:
+def cohort_model_options(kind: str, leakage, t10, denoise: str = "none") -> dict:
     """The model options of :func:`model_options` that apply to ``kind`` (a usage error
     names an option given for the other kind)."""
     given = {"leakage": (leakage, "dsc"), "t10": (t10, "dce")}
-    out = {}
+    out = {} if denoise in (None, "none") else {"denoise": denoise}
     for name, (value, owner) in given.items():
         if value is None:
             continue

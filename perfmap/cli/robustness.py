@@ -46,8 +46,8 @@ def _parse_levels(ctx, param, value):
 @overwrite_option
 @verbosity_option
 @handle_errors
-def robustness(manifest, levels, kind, methods, params, device, model, leakage, t10, out_dir,
-               seed, jobs, scheduler, metric, n_boot, resume, overwrite):
+def robustness(manifest, levels, kind, methods, params, device, model, leakage, t10, denoise,
+               out_dir, seed, jobs, scheduler, metric, n_boot, resume, overwrite):
     """Add Gaussian noise to every subject of MANIFEST.tsv down to each --snr level,
     recompute the AIF and the maps with every --method, and report AUC against SNR.
 
@@ -59,7 +59,7 @@ def robustness(manifest, levels, kind, methods, params, device, model, leakage, 
 
     quiet = verbosity() < 0
     mparams = method_params(methods, params, device, model, kind)
-    options = cohort_model_options(kind, leakage, t10)
+    options = cohort_model_options(kind, leakage, t10, denoise)
     if metric is None:
         from ..pipeline.kinds import get_kind
 

@@ -24,6 +24,7 @@ from ..core.maps import trapezoid_integral
 from ..core.spgr import DEFAULT_R1
 from ..errors import ParameterError
 from .base import Fit, Work, run_steps
+from .common_steps import make_denoiser
 from .dce_steps import DCE_STEPS
 from .inputs import check_aif, check_mask, check_signal, frame_times_for, is_auto
 
@@ -115,6 +116,7 @@ class DCEFit(Fit):
             "timing": w.info["timing"], "baseline": w.info["baseline"],
             "mask": w.info["mask"], "t10": w.info["t10"],
             "concentration": w.info["concentration"],
+            "denoise": w.info.get("denoise", {"method": "none"}),
             "aif": {"source": sel.method, "voxels": int(len(sel.indices)),
                     "indices": np.asarray(sel.indices).tolist(), "params": sel.params,
                     "units": "plasma mM (blood / (1 - Hct))"},
@@ -172,6 +174,9 @@ class DCEModel:
         Leading frames to leave out of the baseline (default 0).
     aif_options : dict, optional
         Options of :func:`perfmap.core.dce_aif.auto_dce_aif`.
+    denoise, denoise_params : str and dict, optional
+        A denoiser of :mod:`perfmap.core.denoise` applied to the signal (as for
+        :class:`perfmap.models.DSCModel`); ``none`` by default.
     **method_params
         Options of the kinetic model or deconvolution backend (``fit_delay``, ...).
     """
@@ -183,6 +188,7 @@ class DCEModel:
                  flip_angle: Optional[float] = None, t10: Optional[float] = None,
                  r1: float = DEFAULT_R1, hct: float = DEFAULT_HCT, baseline_frames=None,
                  n_skip: Optional[int] = None, aif_options: Optional[dict] = None,
+                 denoise: Optional[str] = None, denoise_params: Optional[dict] = None,
                  **method_params):
         if tr is None or not (np.isfinite(tr) and tr > 0):
             raise ParameterError(f"the repetition time TR must be a positive number of seconds, "
@@ -200,6 +206,8 @@ class DCEModel:
         self.r1, self.hct = float(r1), float(hct)
         self.baseline_frames, self.n_skip = baseline_frames, n_skip
         self.aif_options = dict(aif_options or {})
+        self.denoiser = None if denoise in (None, "none") else \
+            make_denoiser(denoise, dict(denoise_params or {}))
         self.is_kinetic = is_kinetic_method(method)
         self.backend = self._backend(method, method_params)
         self.with_t10_map = False

@@ -32,6 +32,7 @@ from ..core.spgr import spgr_concentration
 from ..core.t1map import vfa_t1
 from ..errors import InputDataError
 from .base import Step, Work
+from .common_steps import DENOISE_STEP
 
 
 def _mirrored(mean_signal: np.ndarray) -> np.ndarray:
@@ -168,6 +169,7 @@ def _fit_step(model, w: Work) -> None:
 DCE_STEPS = [
     Step("grid", _grid_step),
     Step("mask", _mask_step),
+    DENOISE_STEP,
     Step("baseline", _baseline_step),
     Step("t10", _t10_step),
     Step("concentration", _concentration_step),

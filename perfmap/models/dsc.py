@@ -33,6 +33,7 @@ from ..core.maps import MAP_NAMES, MAP_UNITS, perfusion_maps
 from ..deconv import make_backend
 from ..errors import ParameterError, ShapeError
 from .base import Fit, Work, run_steps
+from .common_steps import make_denoiser
 from .dsc_steps import DSC_STEPS
 from .inputs import check_aif, check_mask, check_signal, frame_times_for, is_auto
 
@@ -132,6 +133,7 @@ class DSCFit(Fit):
                        "deconvolution_failed": fit.n_failed},
             "deconvolution_info": fit.info,
             "leakage": info.get("leakage", {"method": "none"}),
+            "denoise": info.get("denoise", {"method": "none"}),
             **({"dual_echo": info["dual_echo"]} if "dual_echo" in info else {}),
             "units": dict(self.map_units),
             "timings": dict(info["timings"]),
@@ -163,6 +165,11 @@ class DSCModel:
         dR2* is free of T1 effects).
     te2 : float, optional
         Echo time (s) of the second echo given to :meth:`fit` (dual echo).
+    denoise : str, optional
+        A denoiser of :mod:`perfmap.core.denoise` (``mppca``, ``gaussian``)
+        applied to the brain's signal before conversion; ``none`` by default.
+    denoise_params : dict, optional
+        Its parameters (e.g. ``{"patch": 5}``).
     **method_params
         Hyper-parameters of the backend (``perfmap methods`` lists them); an
         unknown key raises :class:`perfmap.errors.ParameterError`.
@@ -175,7 +182,8 @@ class DSCModel:
                  tr: Optional[float] = None, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
                  baseline_frames=None, n_skip: Optional[int] = None,
                  aif_options: Optional[dict] = None, leakage: Optional[str] = None,
-                 te2: Optional[float] = None, **method_params):
+                 te2: Optional[float] = None, denoise: Optional[str] = None,
+                 denoise_params: Optional[dict] = None, **method_params):
         if te is None or not (np.isfinite(te) and te > 0):
             raise ParameterError(f"the echo time TE must be a positive number of seconds, "
                                  f"got {te!r}")
@@ -198,6 +206,8 @@ class DSCModel:
             raise ParameterError(f"leakage must be one of {', '.join(LEAKAGE_CHOICES)}, got "
                                  f"{leakage!r}")
         self.leakage = leakage
+        self.denoiser = None if denoise in (None, "none") else \
+            make_denoiser(denoise, dict(denoise_params or {}))
         self.backend = make_backend(method, **method_params)
 
     @property

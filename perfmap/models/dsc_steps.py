@@ -20,6 +20,7 @@ from ..core.leakage_reference import reference_curve, select_reference
 from ..core.series import uniform_grid, voxel_curves
 from ..errors import InputDataError
 from .base import Step, Work
+from .common_steps import DENOISE_STEP
 
 
 def _grid_step(model, w: Work) -> None:
@@ -129,6 +130,7 @@ def _deconvolution_step(model, w: Work) -> None:
 DSC_STEPS = [
     Step("grid", _grid_step),
     Step("mask", _mask_step),
+    DENOISE_STEP,
     Step("baseline", _baseline_step),
     Step("concentration", _concentration_step),
     Step("leakage", _leakage_step, applies=lambda model: model.leakage != "none"),

@@ -158,7 +158,6 @@ def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
     :func:`build_model`, replace ``method``, ``method_params`` and ``model_options``.
     """
     t0 = time.perf_counter()
-    k = get_kind(kind)
     if model is None:
         model, fit_inputs = build_model(volume, kind, method, method_params, **model_options)
     inputs = _read_inputs(volume, aif, mask, rois, ref)

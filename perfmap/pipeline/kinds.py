@@ -100,7 +100,8 @@ def _require(volume: Volume4D, value, name: str, option: str, key: str) -> None:
 
 
 def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, rho=None,
-               baseline_frames=None, n_skip=None, leakage=None, second_echo=None, te2=None):
+               baseline_frames=None, n_skip=None, leakage=None, second_echo=None, te2=None,
+               denoise=None, denoise_params=None):
     from ..deconv.registry import check_parameter_names
     from ..models import DSCModel
 
@@ -121,7 +122,8 @@ def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, r
         raise ParameterError("--te2 is the echo time of --second-echo; give --second-echo too")
     extra = {k: v for k, v in (("kh", kh), ("rho", rho)) if v is not None}
     model = DSCModel(method, te=volume.te, tr=volume.tr, baseline_frames=baseline_frames,
-                     n_skip=n_skip, leakage=leakage, te2=te2, **extra, **method_params)
+                     n_skip=n_skip, leakage=leakage, te2=te2, denoise=denoise,
+                     denoise_params=denoise_params, **extra, **method_params)
     return model, fit_inputs
 
 
@@ -183,7 +185,8 @@ DSC = register_kind(Kind(
     name="dsc", description="DSC-MRI: dR2*, deconvolution; CBF, CBV, MTT, Tmax, TTP",
     default_method="osvd", methods=_deconv_methods, build_model=_dsc_model,
     map_names=("cbf", "cbv", "mtt", "tmax", "ttp"),
-    options=("kh", "rho", "baseline_frames", "n_skip", "leakage", "second_echo", "te2"),
+    options=("kh", "rho", "baseline_frames", "n_skip", "leakage", "second_echo", "te2",
+             "denoise", "denoise_params"),
     parameters=_deconv_parameters, ratio_columns=("cbf_ratio", "cbv_ratio", "mtt_ratio"),
     manifest_options=()))
 
@@ -226,7 +229,8 @@ def _dce_timing(volume: Volume4D, frame_interval):
 
 
 def _dce_model(volume: Volume4D, method: str, method_params: dict, *, frame_interval=None, flip_angle=None, t1=None, vfa=None, vfa_angles=None,
-               t10=None, r1=None, hct=None, baseline_frames=None):
+               t10=None, r1=None, hct=None, baseline_frames=None, denoise=None,
+               denoise_params=None):
     from ..models import DCEModel
 
     _looks_like_dsc(volume)
@@ -241,7 +245,8 @@ def _dce_model(volume: Volume4D, method: str, method_params: dict, *, frame_inte
     fit_inputs = {"frame_times": times, **_t10_inputs(volume, t1, vfa, vfa_angles, tr_s)}
     extra = {k: v for k, v in (("r1", r1), ("hct", hct)) if v is not None}
     model = DCEModel(method, tr=tr_s, flip_angle=float(flip), t10=t10,
-                     baseline_frames=baseline_frames, **extra, **method_params)
+                     baseline_frames=baseline_frames, denoise=denoise,
+                     denoise_params=denoise_params, **extra, **method_params)
     model.sources = sources
     model.with_t10_map = "vfa" in fit_inputs          # STEM_t10.nii.gz is written
     return model, fit_inputs
@@ -325,7 +330,7 @@ DCE = register_kind(Kind(
     default_method="etofts", methods=_dce_methods, build_model=_dce_model,
     map_names=("ktrans", "ve", "vp", "kep"),
     options=("frame_interval", "flip_angle", "t1", "vfa", "vfa_angles", "t10",
-             "r1", "hct", "baseline_frames"),
+             "r1", "hct", "baseline_frames", "denoise", "denoise_params"),
     parameters=_dce_parameters,
     # NAWM Ktrans is about 0 (intact barrier), so the tumour mean grades, not its ratio
     ratio_columns=("ktrans_mean", "ktrans_ratio", "ve_ratio", "vp_ratio", "kep_ratio"),
