@@ -3,9 +3,12 @@
 Usage::
 
     python benchmarks/bench_dicom.py [--repeats 7] [--rows 128] [--keep DIR]
+                                     [--encoding native|trailing-padding|signed-12-bit]
 
 The series (128 x 128 uint16, random file names in two sub-folders, written with
-``tests/dicom_factory.py``) is generated once. Then, in the same run and
+``tests/dicom_factory.py``) is generated once; ``--encoding`` rewrites every file
+with Data Set Trailing Padding after the pixels, or as 12-bit signed pixels (both
+common in scanner exports). Then, in the same run and
 interleaved (the order alternates from one repeat to the next, so a drifting
 machine load hits both alike), the benchmark times
 
@@ -41,10 +44,27 @@ from perfmap.io.dicom import find_series, load_dicom_series  # noqa: E402
 N_SLICES, N_FRAMES = 20, 60
 
 
-def _make(folder: Path, rows: int) -> None:
+ENCODINGS = ("native", "trailing-padding", "signed-12-bit")
+
+
+def _recode(path: Path, encoding: str) -> None:
+    ds = pydicom.dcmread(path)
+    if encoding == "trailing-padding":
+        ds.add_new(0xFFFCFFFC, "OB", b"\0" * 64)
+    elif encoding == "signed-12-bit":
+        values = ds.pixel_array.astype(np.int16) - 2000
+        ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 12, 11
+        ds.PixelData = (values.view(np.uint16) & 0x0FFF).tobytes()
+    ds.save_as(path)
+
+
+def _make(folder: Path, rows: int, encoding: str) -> None:
     rng = np.random.default_rng(0)
     px = rng.integers(200, 4000, size=(N_FRAMES, N_SLICES, rows, rows)).astype(np.uint16)
-    F.write_classic_series(folder, px, slope=1.0, frame_interval=1.5)
+    spec = F.write_classic_series(folder, px, slope=1.0, frame_interval=1.5)
+    if encoding != "native":
+        for path in spec.files:
+            _recode(path, encoding)
 
 
 def _files(folder: Path) -> list:
@@ -80,6 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=128)
     ap.add_argument("--keep", type=Path, default=None,
                     help="write/reuse the series in this folder instead of a temporary one")
+    ap.add_argument("--encoding", choices=ENCODINGS, default="native",
+                    help="how the generated files store their pixels (not used with an "
+                         "existing --keep folder)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -87,7 +110,7 @@ def main(argv=None) -> int:
         folder = args.keep or Path(tmp) / "series"
         if not folder.is_dir() or not any(folder.rglob("*")):
             t0 = time.perf_counter()
-            _make(folder, args.rows)
+            _make(folder, args.rows, args.encoding)
             print(f"wrote {N_SLICES * N_FRAMES} files in {time.perf_counter() - t0:.1f} s")
         files = _files(folder)
         vol = load_dicom_series(folder)
