@@ -12,7 +12,12 @@ either:
 - a slice with a missing or duplicated time point stops the load with a message
   naming the slice, its position and the time point (slices and time points are
   counted from 0, as NIfTI volume indices are);
-- Rescale Slope/Intercept are applied and the data are float32;
+- degenerate geometry stops the load: an orientation that is not two orthogonal
+  unit vectors, a pixel or slice spacing outside 0.01-50 mm (zero, negative, NaN),
+  or different slices at one position;
+- Rescale Slope/Intercept are applied and the data are float32; natively stored
+  pixels are read at the offset the header parse recorded, as pydicom's
+  ``pixel_array`` gives them (unused high bits dropped), without a second parse;
 - the voxel layout and affine are dcm2niix's (Li et al. 2016, J Neurosci Methods
   264:47; see :mod:`perfmap.io.dicom_geometry`), so a perfmap conversion and a
   dcm2niix conversion of the same series agree voxel for voxel.
@@ -30,6 +35,7 @@ in pixdim[4], seconds) and a dcm2niix-style JSON sidecar atomically.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional, Union
 
@@ -38,20 +44,27 @@ import numpy as np
 from .. import __version__
 from ..errors import ImageReadError, ParameterError, ShapeError
 from .dicom_geometry import Layout, plan_layout, to_nifti_layout
-from .dicom_series import (SeriesInfo, build_frame_table, file_pixels, find_series, first_item,
-                           is_multiframe, quiet_pydicom, read_headers, scan, summaries)
+from .dicom_series import (SeriesInfo, build_frame_table, find_series, first_item, is_multiframe,
+                           open_regular, quiet_pydicom, read_headers, scan, summaries)
 from .outputs import OutputSet
 from .volume import Volume4D
 
 # ---------------------------------------------------------------- series choice
+def _skipped_note(skipped: dict) -> str:
+    n, m, o = skipped["not_dicom"], skipped["no_image"], skipped["not_regular"]
+    parts = []
+    if n or m:
+        parts.append(f"{n} non-DICOM file{'s' * (n != 1)} and {m} DICOM file{'s' * (m != 1)} "
+                     "without an image were skipped")
+    if o:
+        parts.append(f"{o} entr{'ies' if o != 1 else 'y'} not a regular file (pipe, socket, "
+                     "device, link to a folder or broken link) left unopened")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _choose(series: dict, skipped: dict, directory: Path, wanted: Optional[str]):
     if not series:
-        extra = ""
-        if skipped["not_dicom"] or skipped["no_image"]:
-            n, m = skipped["not_dicom"], skipped["no_image"]
-            extra = (f" ({n} non-DICOM file{'s' * (n != 1)} and {m} DICOM "
-                     f"file{'s' * (m != 1)} without an image were skipped)")
-        raise ImageReadError(f"{directory}: no DICOM image series found{extra}")
+        raise ImageReadError(f"{directory}: no DICOM image series found{_skipped_note(skipped)}")
     if wanted is None and len(series) == 1:
         return next(iter(series.items()))
     infos = summaries(series)
@@ -73,14 +86,122 @@ def _choose(series: dict, skipped: dict, directory: Path, wanted: Optional[str])
 
 
 # ---------------------------------------------------------------- pixels
+#: Native (uncompressed) transfer syntaxes: byte order and whether the VR is implicit.
+_NATIVE = {"1.2.840.10008.1.2": ("<", True), "1.2.840.10008.1.2.1": ("<", False),
+           "1.2.840.10008.1.2.2": (">", False)}
+
+
+def _native_format(ds, n_frames: int):
+    """``(dtype, byte order, implicit VR, unused high bits)`` of pixels stored natively,
+    as pydicom's ``pixel_array`` would return them; None for anything else (compressed,
+    colour, 1-bit, or a frame count other than ``n_frames``), which pydicom then reads."""
+    syntax = _NATIVE.get(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    try:
+        bits, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed = int(ds.PixelRepresentation)
+        samples, frames = int(ds.get("SamplesPerPixel") or 1), int(ds.get("NumberOfFrames") or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if (syntax is None or bits not in (8, 16, 32) or not 1 <= stored <= bits
+            or signed not in (0, 1) or samples != 1 or frames != n_frames
+            or str(ds.get("PhotometricInterpretation")) not in ("MONOCHROME1", "MONOCHROME2")
+            or (bits == 8 and syntax[0] == ">")):
+        return None
+    dtype = np.dtype(f"{syntax[0]}{'iu'[signed == 0]}{bits // 8}")
+    return dtype, syntax[0], syntax[1], bits - stored
+
+
+def _pixel_element(buf: bytes, order: str, implicit: bool):
+    """``(value offset, length)`` of a Pixel Data element starting ``buf``; None if not one."""
+    tag = b"\xe0\x7f\x10\x00" if order == "<" else b"\x7f\xe0\x00\x10"
+    if buf[:4] != tag:
+        return None
+    if implicit:
+        start = 8
+    elif buf[4:6] in (b"OB", b"OW", b"UN") and buf[6:8] == b"\x00\x00":
+        start = 12
+    else:
+        return None
+    length = int.from_bytes(buf[start - 4:start], "little" if order == "<" else "big")
+    return None if length == 0xFFFFFFFF else (start, length)
+
+
+def _native_pixels(member, fmt, n_values: int):
+    """The stored values read at the Pixel Data element the header parse stopped at, with
+    pydicom's correction of unused high bits; None when the element is not there as
+    expected (pydicom then reads the file)."""
+    dtype, order, implicit, unused = fmt
+    nbytes = n_values * dtype.itemsize
+    with open_regular(member.path) as fp:
+        fp.seek(member.pixel_at)
+        buf = fp.read(nbytes + 12)
+    element = _pixel_element(buf, order, implicit)
+    if element is None or element[1] < nbytes or len(buf) < element[0] + nbytes:
+        return None
+    values = np.frombuffer(buf, dtype=dtype, count=n_values, offset=element[0])
+    if unused:  # as pydicom does (correct_unused_bits): drop the bits above BitsStored
+        values = values.copy()
+        np.left_shift(values, unused, out=values)
+        np.right_shift(values, unused, out=values)
+    return values
+
+
+def file_pixels(member, n_frames: int, rows: int, cols: int, formats: dict) -> np.ndarray:
+    """Stored pixel values of one file as ``(n_frames, rows, cols)`` (not rescaled).
+
+    Native monochrome data are read straight from the file at the offset the header
+    parse recorded (one read, no second parse); everything else goes through pydicom.
+    ``formats`` caches :func:`_native_format` by the raw pixel-module values.
+    """
+    ds = member.ds
+    key = (str(ds.file_meta.get("TransferSyntaxUID", "")), n_frames,
+           *(_raw(ds, tag) for tag in _FORMAT_TAGS))
+    if key not in formats:
+        formats[key] = _native_format(ds, n_frames)
+    raw = None if formats[key] is None else _native_pixels(member, formats[key],
+                                                           n_frames * rows * cols)
+    if raw is None:
+        raw = _pydicom_pixels(member.path)
+    try:
+        return np.asarray(raw).reshape(n_frames, rows, cols)
+    except ValueError:
+        raise ImageReadError(f"{member.path}: pixel data do not hold {n_frames} frames of "
+                             f"{rows}x{cols}") from None
+
+
+#: BitsAllocated, BitsStored, PixelRepresentation, SamplesPerPixel, NumberOfFrames,
+#: PhotometricInterpretation.
+_FORMAT_TAGS = (0x00280100, 0x00280101, 0x00280103, 0x00280002, 0x00280008, 0x00280004)
+
+
+def _raw(ds, tag):
+    elem = ds.get_item(tag)
+    value = None if elem is None else elem.value
+    return value if isinstance(value, (bytes, str, int, float, type(None))) else str(value)
+
+
+def _pydicom_pixels(path: Path) -> np.ndarray:
+    import pydicom
+
+    try:
+        with open_regular(path) as fp:
+            return pydicom.dcmread(fp, force=False).pixel_array
+    except ImageReadError:
+        raise
+    except Exception as exc:  # truncated data, unsupported compression, ...
+        raise ImageReadError(f"{path}: cannot read the pixel data ({exc})") from None
+
+
 def _stack(members, table, layout: Layout) -> np.ndarray:
     """``(T, Z, rows, cols)`` float32 of rescaled values, rows already flipped (dcm2niix)."""
     rows, cols = (int(v) for v in table.shape[0])
     out = np.empty((layout.n_t, layout.n_z, rows, cols), dtype=np.float32)
-    for f, (path, ds) in enumerate(members):
-        sel = np.flatnonzero(table.file == f)
-        sel = sel[np.argsort(table.frame[sel])]
-        frames = file_pixels(Path(path), ds, len(sel), rows, cols)
+    order = np.lexsort((table.frame, table.file))          # by file, then frame
+    bounds = np.searchsorted(table.file[order], np.arange(len(members) + 1))
+    formats: dict = {}
+    for f, member in enumerate(members):
+        sel = order[bounds[f]:bounds[f + 1]]
+        frames = file_pixels(member, len(sel), rows, cols, formats)
         slope, inter = table.slope[sel], table.intercept[sel]
         if np.all(slope == 1.0) and np.all(inter == 0.0):
             out[layout.t[sel], layout.k[sel]] = frames[:, ::-1]
@@ -114,7 +235,7 @@ def _mr_parameters(ds) -> dict:
 
 
 def _meta(members, table, layout: Layout, uid: str) -> dict:
-    ds = members[0][1]
+    ds = members[0].ds
     p = _mr_parameters(ds)
     field = ds.get("MagneticFieldStrength")
     number = ds.get("SeriesNumber")
@@ -144,24 +265,33 @@ def _meta(members, table, layout: Layout, uid: str) -> dict:
         "te_source": "DICOM EchoTime" if p["te_ms"] is not None else "absent",
         "tr_source": "DICOM RepetitionTime" if p["tr_ms"] is not None else "absent",
         "n_files": len(members),
-        "multiframe": any(is_multiframe(ds) for _, ds in members),
+        "multiframe": any(is_multiframe(m.ds) for m in members),
         "slice_positions_mm": [float(c) for c in layout.centres],
     }
 
 
 def _thickness(ds) -> float:
-    """Slice spacing for a single-slice series: SpacingBetweenSlices, else SliceThickness."""
+    """Slice spacing for a single-slice series: SpacingBetweenSlices, else SliceThickness.
+
+    1 mm when neither is given (as dcm2niix); when they are given but none is a positive
+    number, the first of them (NaN if not a number), which the layout then refuses.
+    """
     shared = first_item(ds, "SharedFunctionalGroupsSequence")
-    owners = [ds, first_item(shared, "PixelMeasuresSequence")]
+    owners = [o for o in (ds, first_item(shared, "PixelMeasuresSequence")) if o is not None]
+    given = []
     for key in ("SpacingBetweenSlices", "SliceThickness"):
         for owner in owners:
-            try:
-                value = float(owner.get(key)) if owner is not None else 0.0
-            except (TypeError, ValueError):
+            text = owner.get(key)
+            if text in (None, ""):
                 continue
+            try:
+                value = float(text)
+            except (TypeError, ValueError):
+                value = float("nan")
             if value > 0:
                 return value
-    return 1.0
+            given.append(value)
+    return given[0] if given else 1.0
 
 
 # ---------------------------------------------------------------- public API
@@ -192,7 +322,7 @@ def load_dicom_series(directory, series: Optional[Union[str, SeriesInfo]] = None
     ------
     ImageReadError
         No DICOM series, several series and no (or an ambiguous) choice, corrupt files,
-        mixed geometry, or slices with missing or duplicated time points.
+        mixed or degenerate geometry, or slices with missing or duplicated time points.
     ShapeError
         Fewer than ``min_frames`` time points.
 
@@ -214,7 +344,7 @@ def load_dicom_series(directory, series: Optional[Union[str, SeriesInfo]] = None
 
 def _load(directory: Path, uid: str, members, min_frames: int) -> Volume4D:
     table = build_frame_table(members)
-    layout = plan_layout(table, directory, _thickness(members[0][1]))
+    layout = plan_layout(table, directory, _thickness(members[0].ds))
     if layout.n_t < min_frames:
         raise ShapeError(f"{directory}: the series has {layout.n_t} time points; at least "
                          f"{min_frames} are needed")
@@ -251,8 +381,19 @@ def sidecar(volume: Volume4D) -> dict:
     return out
 
 
+def _check_parent(path: Path) -> None:
+    """Refuse an output whose folder cannot exist because a file sits on its path."""
+    for folder in path.parents:
+        if folder.is_dir():
+            return
+        if os.path.lexists(folder):
+            raise ParameterError(f"{path}: cannot write the output there: {folder} exists "
+                                 "and is not a folder")
+
+
 def _nifti_outputs(path, overwrite: bool):
     path = Path(path)
+    _check_parent(path)
     name = path.name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix) and len(name) > len(suffix):
@@ -291,7 +432,8 @@ def write_nifti_with_sidecar(volume: Volume4D, path, overwrite: bool = False) ->
     OutputExistsError
         A target exists and ``overwrite`` is False (nothing is written).
     ParameterError
-        ``path`` does not end with ``.nii`` or ``.nii.gz``.
+        ``path`` does not end with ``.nii`` or ``.nii.gz``, or a file (not a folder) sits
+        on its folder's path.
     """
     outputs, name, json_name = _nifti_outputs(path, overwrite)
     return _write(outputs, volume, name, json_name)
@@ -318,6 +460,14 @@ def convert_dicom(directory, out, series: Optional[str] = None,
         The NIfTI and JSON files written (see :func:`write_nifti_with_sidecar`).
     volume : Volume4D
         The series as read.
+
+    Raises
+    ------
+    ParameterError, OutputExistsError
+        ``out`` cannot be written (bad suffix, a file where its folder should be) or
+        exists; checked before the series is read.
+    ImageReadError, ShapeError
+        See :func:`load_dicom_series`.
     """
     outputs, name, json_name = _nifti_outputs(out, overwrite)
     volume = load_dicom_series(directory, series=series)

@@ -47,6 +47,16 @@ SLICE_TOLERANCE_MM = 0.01
 #: Slice steps may differ from their mean by this fraction before the stack is refused.
 SPACING_TOLERANCE = 0.05
 
+#: Voxel sizes (pixel spacing, slice spacing) accepted as plausible, mm.
+VOXEL_RANGE_MM = (0.01, 50.0)
+
+#: Row and column cosines must be unit vectors and orthogonal to this tolerance.
+ORTHONORMAL_TOLERANCE = 1e-3
+
+#: Images at one position along the normal whose Slice Location (or In-Stack Position
+#: Number) differ by more than this belong to different slices with coincident positions.
+SLICE_LABEL_TOLERANCE = 0.1
+
 
 def slice_normal(iop) -> np.ndarray:
     """Unit normal ``R x C`` of an Image Orientation (Patient) (6 values)."""
@@ -166,7 +176,8 @@ class Layout:
 
 def _uniform(values: np.ndarray, tol: float, what: str, source: Path) -> np.ndarray:
     if not np.all(np.isfinite(values)):
-        raise ImageReadError(f"{source}: some images lack {what}")
+        raise ImageReadError(f"{source}: some images lack {what} or hold a value that is not "
+                             "a finite number")
     bad = np.any(np.abs(values - values[0]) > tol, axis=1)
     if bad.any():
         raise ImageReadError(f"{source}: the series mixes images with different {what} "
@@ -196,6 +207,52 @@ def _time_columns(table) -> tuple[list, list]:
                                         ("ContentTime", table.content_sec))
                if np.all(np.isfinite(v)) and np.ptp(v) > 0]
     return keys, sources
+
+
+def _numbers(values) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+
+def check_orientation(iop, source: Path) -> None:
+    """Refuse an Image Orientation (Patient) that is not two orthogonal unit vectors."""
+    iop = np.asarray(iop, dtype=np.float64)
+    lengths = np.linalg.norm(iop[:3]), np.linalg.norm(iop[3:])
+    dot = float(iop[:3] @ iop[3:])
+    tol = ORTHONORMAL_TOLERANCE
+    if not (abs(lengths[0] - 1) <= tol and abs(lengths[1] - 1) <= tol and abs(dot) <= tol):
+        raise ImageReadError(
+            f"{source}: ImageOrientationPatient {_numbers(iop)} is not two orthogonal unit "
+            f"vectors (row and column cosines of length {lengths[0]:.4g} and {lengths[1]:.4g}, "
+            f"dot product {dot:.4g}; tolerance {tol:g})")
+
+
+def check_voxel_size(values, what: str, source: Path) -> None:
+    """Refuse voxel sizes (mm) outside :data:`VOXEL_RANGE_MM` (zero, negative, NaN, absurd)."""
+    lo, hi = VOXEL_RANGE_MM
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all((values >= lo) & (values <= hi)):
+        raise ImageReadError(f"{source}: {what} of {_numbers(values)} mm is not a plausible "
+                             f"voxel size (accepted: {lo:g} to {hi:g} mm)")
+
+
+def _check_coincident(table, k, centres, names, source: Path) -> None:
+    """Refuse images labelled as different slices that share one position along the normal."""
+    labels = table.slice_label
+    if not np.all(np.isfinite(labels)):
+        return
+    low = np.full(len(centres), np.inf)
+    high = np.full(len(centres), -np.inf)
+    np.minimum.at(low, k, labels)
+    np.maximum.at(high, k, labels)
+    bad = np.flatnonzero(high - low > SLICE_LABEL_TOLERANCE)
+    if bad.size:
+        idx = np.flatnonzero(k == bad[0])
+        a, b = idx[np.argmin(labels[idx])], idx[np.argmax(labels[idx])]
+        what = "InStackPositionNumber" if len(table) > len(table.paths) else "SliceLocation"
+        raise ImageReadError(
+            f"{source}: {names[a]} and {names[b]} are different slices ({what} {labels[a]:g} "
+            f"and {labels[b]:g}) at the same ImagePositionPatient along the slice normal "
+            f"(z = {centres[bad[0]]:.1f} mm), which makes the slice spacing 0 mm")
 
 
 def _image_names(table, root: Path) -> list:
@@ -337,9 +394,8 @@ def _check_grid(t, k, n_t, n_z, names, centres, ref, source: Path) -> None:
             + (" is missing" if missing.size == 1 else " are missing") + more)
 
 
-def _assign_times(table, k, n_z, centres, source: Path):
+def _assign_times(table, k, n_z, centres, names, source: Path):
     """Time index of every image, the number of time points, frame times and their source."""
-    names = _image_names(table, source)
     keys, sources = _time_columns(table)
     # Temporal Position Identifier/Index labels the time points directly -- unless a
     # scanner writes one constant value on every image.
@@ -362,7 +418,9 @@ def plan_layout(table, source: Path, thickness: float) -> Layout:
     Raises
     ------
     ImageReadError
-        Mixed geometry, several echoes, uneven slice spacing, or missing/duplicated images.
+        Mixed or degenerate geometry (orientation not two orthogonal unit vectors, voxel
+        sizes outside :data:`VOXEL_RANGE_MM`, different slices at one position), several
+        echoes, uneven slice spacing, or missing/duplicated images.
     """
     shapes = np.unique(table.shape, axis=0)
     if len(shapes) > 1:
@@ -375,18 +433,23 @@ def plan_layout(table, source: Path, thickness: float) -> Layout:
         raise ImageReadError(f"{source}: the series holds {echoes.size} echoes (TE = "
                              + ", ".join(f"{e:g}" for e in echoes) + " ms); perfmap reads "
                              "single-echo series")
-    try:
-        normal = slice_normal(iop)
-    except ValueError as exc:
-        raise ImageReadError(f"{source}: {exc}") from None
+    check_orientation(iop, source)
+    check_voxel_size(spacing, "PixelSpacing", source)
+    normal = slice_normal(iop)
     if not np.all(np.isfinite(table.ipp)):
-        raise ImageReadError(f"{source}: some images lack ImagePositionPatient")
+        raise ImageReadError(f"{source}: some images lack ImagePositionPatient or hold a value "
+                             "that is not a finite number")
     k, centres = cluster_positions(table.ipp @ normal)
     n_z = len(centres)
-    t, n_t, frame_times, time_source = _assign_times(table, k, n_z, centres, source)
+    names = _image_names(table, source)
+    _check_coincident(table, k, centres, names, source)
+    t, n_t, frame_times, time_source = _assign_times(table, k, n_z, centres, names, source)
     step, problem = slice_step(centres, thickness)
     if problem:
         raise ImageReadError(f"{source}: {problem}")
+    check_voxel_size([step], "the slice spacing" if n_z > 1 else
+                     "the slice spacing of this single-slice series (SpacingBetweenSlices, "
+                     "else SliceThickness)", source)
     first = table.ipp[np.flatnonzero(k == 0)[0]]
     affine = dcm2niix_affine(iop, first, spacing, step, int(shapes[0][0]))
     return Layout(t=t, k=k, n_t=n_t, n_z=n_z, centres=centres, affine=affine,
@@ -394,4 +457,4 @@ def plan_layout(table, source: Path, thickness: float) -> Layout:
 
 
 __all__ = ["LPS_TO_RAS", "slice_normal", "cluster_positions", "slice_step", "dcm2niix_affine",
-           "to_nifti_layout", "Layout", "plan_layout"]
+           "to_nifti_layout", "Layout", "plan_layout", "check_orientation", "check_voxel_size"]

@@ -1,9 +1,11 @@
 """Finding DICOM series in a folder and reading the per-image attributes they are built from.
 
-Every file below a folder is tried with pydicom (header only, ``force=False``):
-files that are not DICOM are skipped, DICOM files without an image (DICOMDIR,
-reports) too. Images are grouped by Series Instance UID. Each 2D image -- a
-classic single-frame MR file (PS3.3 C.7.6.2 Image Plane, C.8.3 MR Image) or one
+Every regular file below a folder is tried with pydicom (header only,
+``force=False``): files that are not DICOM are skipped, DICOM files without an
+image (DICOMDIR, reports) too. Other entries (named pipes, sockets, devices,
+broken links) are skipped by their ``stat``, never opened, so no read can block;
+a link to a regular file is followed. Images are grouped by Series Instance UID.
+Each 2D image -- a classic single-frame MR file (PS3.3 C.7.6.2 Image Plane, C.8.3 MR Image) or one
 frame of an Enhanced MR multi-frame file (PS3.3 C.8.13, per-frame and shared
 functional groups) -- becomes one row of a :class:`FrameTable`.
 """
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import struct
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -119,13 +121,15 @@ def _float(value, default=np.nan) -> float:
         return default
 
 
-# Tags of the text-valued (DS, IS, DA, TM, DT) attributes read for every image.
+# Tags of the attributes read for every image: text (DS, IS, DA, TM, DT), and two UL.
 IPP, IOP, PIXEL_SPACING = 0x00200032, 0x00200037, 0x00280030
 SLOPE, INTERCEPT = 0x00281053, 0x00281052
 TEMPORAL_POSITION_ID, INSTANCE_NUMBER = 0x00200100, 0x00200013
 ACQ_DATE, CONTENT_DATE, ACQ_TIME, CONTENT_TIME = 0x00080022, 0x00080023, 0x00080032, 0x00080033
 ACQ_DATETIME, TRIGGER_TIME, ECHO_TIME = 0x0008002A, 0x00181060, 0x00180081
 FRAME_ACQ_DATETIME, TEMPORAL_POSITION_INDEX = 0x00189074, 0x00209128
+SLICE_LOCATION, IN_STACK_POSITION = 0x00201041, 0x00209057
+BINARY_TAGS = frozenset((TEMPORAL_POSITION_INDEX, IN_STACK_POSITION))
 SOP_CLASS, SERIES_UID, ROWS, COLUMNS = 0x00080016, 0x0020000E, 0x00280010, 0x00280011
 PER_FRAME_GROUPS = 0x52009230
 
@@ -138,6 +142,8 @@ def _text(item, tag) -> Optional[str]:
     if elem is None:
         return None
     value = elem.value
+    if isinstance(value, bytes) and tag in BINARY_TAGS:
+        value = item[tag].value  # UL: pydicom decodes it (byte order, implicit VR)
     if isinstance(value, bytes):
         return value.decode("latin-1").strip(" \x00")
     if value is None:
@@ -176,7 +182,7 @@ def first_item(seq_owner, keyword):
 
 # ---------------------------------------------------------------- frame table
 FIELDS = ("ipp", "iop", "spacing", "shape", "slope", "intercept", "tpi", "acq_day",
-           "acq_sec", "trigger_ms", "content_sec", "instance", "echo_ms")
+          "acq_sec", "trigger_ms", "content_sec", "instance", "echo_ms", "slice_label")
 
 
 @dataclass
@@ -203,6 +209,7 @@ class FrameTable:
     content_sec: np.ndarray  # Content Time, s
     instance: np.ndarray     # Instance Number
     echo_ms: np.ndarray      # Echo Time, ms
+    slice_label: np.ndarray  # Slice Location, mm (enhanced: In-Stack Position Number)
 
     def __len__(self) -> int:
         return int(self.file.shape[0])
@@ -219,7 +226,7 @@ def _classic_row(ds):
         _num(ds, SLOPE, 1.0), _num(ds, INTERCEPT, 0.0),
         _num(ds, TEMPORAL_POSITION_ID), day, sec,
         _num(ds, TRIGGER_TIME), parse_tm(_text(ds, CONTENT_TIME)),
-        _num(ds, INSTANCE_NUMBER), _num(ds, ECHO_TIME),
+        _num(ds, INSTANCE_NUMBER), _num(ds, ECHO_TIME), _num(ds, SLICE_LOCATION),
     )
 
 
@@ -256,14 +263,15 @@ def _enhanced_rows(ds, path):
             _num(pvt, INTERCEPT, 0.0) if pvt is not None else _num(ds, INTERCEPT, 0.0),
             _num(fc, TEMPORAL_POSITION_INDEX), day, sec,
             _float(offset) * 1000.0, content, instance, _float(echo_time),
+            _num(fc, IN_STACK_POSITION),
         ))
     return rows
 
 
 def build_frame_table(members) -> FrameTable:
-    """Rows for every image of ``members`` (list of ``(path, dataset)``)."""
+    """Rows for every image of ``members`` (list of :class:`Member`)."""
     paths, file_idx, frame_idx, rows = [], [], [], []
-    for f, (path, ds) in enumerate(members):
+    for f, (path, ds, _) in enumerate(members):
         paths.append(path)
         try:
             new = _enhanced_rows(ds, path) if is_multiframe(ds) else [_classic_row(ds)]
@@ -282,55 +290,6 @@ def build_frame_table(members) -> FrameTable:
                       frame=np.asarray(frame_idx, dtype=np.int64), **arrays)
 
 
-# ---------------------------------------------------------------- pixels
-_UNCOMPRESSED = {"1.2.840.10008.1.2": "<", "1.2.840.10008.1.2.1": "<", "1.2.840.10008.1.2.2": ">"}
-
-
-def tail_pixels(path: Path, ds, n_values: int):
-    """Uncompressed native pixel data read straight from the end of the file, or None.
-
-    The Pixel Data element is normally the last one; its header (tag, VR, length)
-    is checked before the bytes are used, so anything unusual falls back to pydicom.
-    """
-    endian = _UNCOMPRESSED.get(str(ds.file_meta.get("TransferSyntaxUID", "")))
-    bits = int(ds.get("BitsAllocated") or 0)
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
-    if (endian is None or bits not in (8, 16, 32) or int(ds.get("SamplesPerPixel") or 1) != 1
-            or (signed and int(ds.get("BitsStored") or bits) != bits)):
-        return None
-    nbytes = n_values * bits // 8
-    length = nbytes + (nbytes & 1)
-    data = path.read_bytes()
-    start = len(data) - length
-    tag = b"\xe0\x7f\x10\x00" if endian == "<" else b"\x7f\xe0\x00\x10"
-    size = struct.pack(endian + "I", length)
-    head = data[max(start - 12, 0):start]
-    if not (head[-8:] == tag + size or (head[:4] == tag and head[4:6] in (b"OW", b"OB")
-                                        and head[6:] == b"\x00\x00" + size)):
-        return None
-    dtype = np.dtype(f"{endian}{'i' if signed else 'u'}{bits // 8}")
-    return np.frombuffer(data, dtype=dtype, count=n_values, offset=start)
-
-
-def file_pixels(path: Path, ds, n_frames: int, rows: int, cols: int) -> np.ndarray:
-    """Stored pixel values of one file as ``(n_frames, rows, cols)`` (not rescaled)."""
-    raw = None
-    if n_frames == 1 and not is_multiframe(ds):
-        raw = tail_pixels(path, ds, rows * cols)
-    if raw is None:
-        import pydicom
-
-        try:
-            raw = pydicom.dcmread(path, force=False).pixel_array
-        except Exception as exc:  # truncated data, unsupported compression, ...
-            raise ImageReadError(f"{path}: cannot read the pixel data ({exc})") from None
-    try:
-        return np.asarray(raw).reshape(n_frames, rows, cols)
-    except ValueError:
-        raise ImageReadError(f"{path}: pixel data do not hold {n_frames} frames of "
-                             f"{rows}x{cols}") from None
-
-
 # ---------------------------------------------------------------- discovery
 @contextmanager
 def quiet_pydicom():
@@ -341,24 +300,88 @@ def quiet_pydicom():
         yield
 
 
-def read_headers(paths) -> list:
-    """``(path, dataset)`` for the given files, header only."""
+class Member(NamedTuple):
+    """One DICOM file: its path, its header, and ``pixel_at``, the byte offset where the
+    header parse stopped (the Pixel Data element), so the pixels need no second parse."""
+
+    path: Path
+    ds: Any
+    pixel_at: int
+
+
+def _nonblocking(path, flags):
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def open_regular(path):
+    """``path`` opened for binary reading; :class:`ImageReadError` unless it is a regular
+    file. The open never blocks (``O_NONBLOCK``): a named pipe that took the place of a
+    file after discovery is refused instead of waiting for a writer."""
+    try:
+        fp = open(path, "rb", opener=_nonblocking)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot open the file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
+        fp.close()
+        raise ImageReadError(f"{path}: not a regular file")
+    return fp
+
+
+def read_header(path) -> Member:
+    """Header of one file (pydicom, up to the pixel data, ``force=False``).
+
+    Raises pydicom's ``InvalidDicomError`` for a file that is not DICOM, and
+    :class:`ImageReadError` for one that cannot be opened or is not a regular file.
+    """
     import pydicom
 
+    with open_regular(path) as fp:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, force=False)
+        return Member(Path(path), ds, fp.tell())
+
+
+def read_headers(paths) -> list:
+    """A :class:`Member` (header only) for each of the given files."""
     members = []
     for path in paths:
         try:
-            members.append((Path(path), pydicom.dcmread(path, stop_before_pixels=True)))
+            members.append(read_header(path))
+        except ImageReadError:
+            raise
         except Exception as exc:
             raise ImageReadError(f"{path}: cannot read the DICOM file ({exc})") from None
     return members
 
 
-def _walk(directory: Path):
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            yield Path(root) / name
+def _is_regular(entry: os.DirEntry) -> bool:
+    try:
+        return stat.S_ISREG(entry.stat(follow_symlinks=True).st_mode)
+    except OSError:  # broken symbolic link, or the entry vanished
+        return False
+
+
+def _walk(directory: Path, skipped: dict):
+    """Regular files below ``directory``, in ``os.walk`` order (sorted, a folder's files
+    before its sub-folders). Other entries, and symbolic links to folders, are counted
+    in ``skipped["not_regular"]`` from their ``stat`` alone, never opened."""
+    pending = [directory]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise ImageReadError(f"{folder}: cannot list the folder "
+                                 f"({exc.strerror or exc})") from None
+        subfolders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(Path(entry.path))
+            elif _is_regular(entry):
+                yield Path(entry.path)
+            else:
+                skipped["not_regular"] += 1
+        pending.extend(reversed(subfolders))
 
 
 def scan(directory) -> tuple[dict, dict]:
@@ -367,16 +390,17 @@ def scan(directory) -> tuple[dict, dict]:
     Returns
     -------
     series : dict
-        Series Instance UID -> list of ``(path, dataset)`` (header only).
+        Series Instance UID -> list of :class:`Member` (header only).
     skipped : dict
-        Counts of skipped files: ``not_dicom``, ``no_image``.
+        Counts of skipped entries: ``not_dicom``, ``no_image``, ``not_regular``
+        (named pipes, sockets, devices, broken links: never opened).
 
     Raises
     ------
     ImageReadError
-        The folder does not exist, or a file that is DICOM cannot be parsed.
+        The folder does not exist or cannot be listed, or a file that is DICOM
+        cannot be parsed.
     """
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     directory = Path(directory)
@@ -385,27 +409,30 @@ def scan(directory) -> tuple[dict, dict]:
     if not directory.is_dir():
         raise ImageReadError(f"{directory}: expected a folder holding a DICOM series")
     series: dict = {}
-    skipped = {"not_dicom": 0, "no_image": 0}
-    for path in _walk(directory):
+    skipped = {"not_dicom": 0, "no_image": 0, "not_regular": 0}
+    for path in _walk(directory, skipped):
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
+            member = read_header(path)
         except InvalidDicomError:
             skipped["not_dicom"] += 1
             continue
+        except ImageReadError:
+            raise
         except Exception as exc:  # pydicom raises many types for damaged files
             raise ImageReadError(f"{path}: DICOM file is corrupt or truncated ({exc})") from None
+        ds = member.ds
         uid = _text(ds, SERIES_UID)
         if ROWS not in ds or COLUMNS not in ds or not uid:
             skipped["no_image"] += 1
             continue
-        series.setdefault(uid, []).append((path, ds))
+        series.setdefault(uid, []).append(member)
     return series, skipped
 
 
 def summarise(uid: str, members) -> SeriesInfo:
     """A :class:`SeriesInfo` from the headers of one series."""
-    ds0 = members[0][1]
-    multiframe = any(is_multiframe(ds) for _, ds in members)
+    ds0 = members[0].ds
+    multiframe = any(is_multiframe(m.ds) for m in members)
     try:
         table = build_frame_table(members)
         normal = np.cross(table.iop[0, :3], table.iop[0, 3:])
@@ -413,7 +440,7 @@ def summarise(uid: str, members) -> SeriesInfo:
         n_slices = int(np.unique(along[np.isfinite(along)]).size) or 1
         n_images = len(table)
     except ImageReadError:
-        n_images = sum(int(ds.get("NumberOfFrames") or 1) for _, ds in members)
+        n_images = sum(int(m.ds.get("NumberOfFrames") or 1) for m in members)
         n_slices = 1
     number = ds0.get("SeriesNumber")
     return SeriesInfo(
@@ -422,7 +449,7 @@ def summarise(uid: str, members) -> SeriesInfo:
         protocol=str(ds0.get("ProtocolName") or ""), n_files=len(members),
         n_images=n_images, n_slices=n_slices,
         n_time_points=n_images // n_slices if n_images % n_slices == 0 else None,
-        multiframe=multiframe, files=tuple(p for p, _ in members))
+        multiframe=multiframe, files=tuple(m.path for m in members))
 
 
 def _sort_key(info: SeriesInfo):
@@ -465,6 +492,5 @@ def summaries(series: dict) -> list[SeriesInfo]:
 
 
 __all__ = ["SeriesInfo", "FrameTable", "find_series", "scan", "summarise", "summaries",
-           "build_frame_table", "file_pixels", "read_headers", "quiet_pydicom", "is_multiframe",
-           "first_item",
-           "parse_tm", "parse_da", "parse_dt"]
+           "build_frame_table", "Member", "open_regular", "read_header", "read_headers",
+           "quiet_pydicom", "is_multiframe", "first_item", "parse_tm", "parse_da", "parse_dt"]
