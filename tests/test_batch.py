@@ -13,9 +13,10 @@ from perfmap.cli.batch import batch as batch_cmd
 from perfmap.errors import ImageReadError, InputDataError, ParameterError
 from perfmap.io.tables import read_tsv
 from perfmap.pipeline import batch as batch_mod
+from perfmap.pipeline.batch import cohort_columns
 from perfmap.pipeline import executors
 from perfmap.pipeline.manifest import read_manifest
-from perfmap.report.cohort import COHORT_COLUMNS, read_cohort
+from perfmap.report.cohort import read_cohort
 
 METHODS = "osvd,tikhonov"
 RATIOS = ("cbf_ratio", "cbv_ratio", "mtt_ratio")
@@ -72,7 +73,10 @@ def test_failing_subject_is_recorded_and_others_complete(serial_run, source_coho
     assert "2 of 12 subject/method runs failed" in res.stderr
     assert "Traceback" not in res.output + res.stderr
     header = (out / "cohort.tsv").read_text().splitlines()[0].split("\t")
-    assert header == list(COHORT_COLUMNS) + ["snr"]
+    assert header == cohort_columns("dsc") + ["snr"]
+    assert cohort_columns("dsc") == ["subject", "grade", "kind", "method", "status", "error",
+                                     "seconds", "leakage", "denoise", "cbf_ratio", "cbv_ratio",
+                                     "mtt_ratio"]
     rows = rows_by_pair(out / "cohort.tsv")
     assert len(rows) == 12
     for (subject, method), row in rows.items():

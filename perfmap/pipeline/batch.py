@@ -165,7 +165,8 @@ def completed_row(task: Task) -> Optional[dict]:
         return None
     if not all((Path(task.out_dir) / name).is_file() for name in outputs):
         return None
-    return row_from_provenance(task.base_row, prov, get_kind(task.kind).ratio_columns)
+    kind = get_kind(task.kind)
+    return row_from_provenance(task.base_row, prov, kind.ratio_columns, kind.setting_columns)
 
 
 def _remove_temporaries(folder: Path) -> None:
@@ -212,8 +213,10 @@ def run_task(task: Task) -> dict:
                                  command=list(task.command) if task.command else None)
             for w in caught:
                 log.write(f"warning: {w.category.__name__}: {w.message}\n")
-            ratios = get_kind(task.kind).ratio_columns
-            row = row_from_provenance(task.base_row, result.provenance, ratios)
+            kind = get_kind(task.kind)
+            ratios = kind.ratio_columns
+            row = row_from_provenance(task.base_row, result.provenance, ratios,
+                                      kind.setting_columns)
             prov = result.provenance
             log.write(f"brain voxels {prov['voxels']['brain']}, not fitted "
                       f"{prov['voxels']['not_fitted']}\n")
@@ -250,7 +253,8 @@ def cohort_columns(kind: str) -> list:
     """The cohort table's columns for ``kind``: subject, grade, kind, method, status,
     error, seconds and the kind's ratios."""
     base = [c for c in COHORT_COLUMNS if not c.endswith("_ratio")]
-    return base + list(get_kind(kind).ratio_columns)
+    k = get_kind(kind)
+    return base + list(k.setting_columns) + list(k.ratio_columns)
 
 
 def _subject_options(entry, kind: str, options: Optional[dict]) -> dict:

@@ -54,6 +54,9 @@ class Kind:
         this kind carries; the first is the default graded metric.
     manifest_options : dict
         Manifest column -> model option (files a subject's row may name).
+    setting_columns : tuple of str
+        Cohort columns recording how the maps were made (from the JSON's
+        ``<column>.method``), shown by the report next to each method.
     """
 
     name: str
@@ -66,6 +69,7 @@ class Kind:
     parameters: Callable = None
     ratio_columns: tuple = ()
     manifest_options: tuple = ()
+    setting_columns: tuple = ("denoise",)
 
 
 def register_kind(kind: Kind) -> Kind:
@@ -188,7 +192,7 @@ DSC = register_kind(Kind(
     options=("kh", "rho", "baseline_frames", "n_skip", "leakage", "second_echo", "te2",
              "denoise", "denoise_params"),
     parameters=_deconv_parameters, ratio_columns=("cbf_ratio", "cbv_ratio", "mtt_ratio"),
-    manifest_options=()))
+    manifest_options=(), setting_columns=("leakage", "denoise")))
 
 
 # ------------------------------------------------------------------ DCE

@@ -304,9 +304,14 @@ def _float(value) -> float:
         return math.nan
 
 
-def row_from_provenance(known: dict, provenance: dict, ratios=RATIO_COLUMNS) -> dict:
-    """A cohort row (status ok): the ``known`` cells plus the ``ratios`` of a compute JSON."""
+def row_from_provenance(known: dict, provenance: dict, ratios=RATIO_COLUMNS,
+                        settings=()) -> dict:
+    """A cohort row (status ok): the ``known`` cells plus the ``ratios`` of a compute JSON
+    and its ``settings`` (``provenance[name]["method"]``, e.g. the leakage correction)."""
     row = dict(known)
+    for name in settings:
+        entry = provenance.get(name)
+        row[name] = entry.get("method", "") if isinstance(entry, dict) else ""
     stats = (provenance.get("rois") or {}).get(TUMOUR_ROI) or {}
     row.update(status="ok", error="",
                seconds=_float((provenance.get("timings") or {}).get("total_s")))

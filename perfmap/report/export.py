@@ -179,9 +179,11 @@ def _main_table(items: list[MethodResult]) -> str:
             "<th>Accuracy %</th><th>MWU p</th><th>Time s, mean (range)</th></tr>")
     body = []
     for r in items:
+        settings = "; ".join(f"{k} {v}" for k, v in r.settings.items())
+        label = f"{_esc(r.method)}" + (f" <small>({_esc(settings)})</small>" if settings else "")
         body.append(
             "<tr>"
-            f"<td class='l'>{_esc(r.method)}</td><td>{r.n_hgg} / {r.n_lgg}</td>"
+            f"<td class='l'>{label}</td><td>{r.n_hgg} / {r.n_lgg}</td>"
             f"<td>{_with_ci(_num(r.auc), *map(_num, r.auc_ci))}</td>"
             f"<td>{_with_ci(_num(r.cutoff), *map(_num, r.cutoff_ci))}</td>"
             f"<td>{_with_ci(_pct(r.sensitivity), *map(_pct, r.sensitivity_ci))}</td>"

@@ -65,6 +65,7 @@ class MethodResult:
     labels: np.ndarray = field(default=None, repr=False)
     subjects: tuple = field(default=(), repr=False)
     n_no_noise: int = 0
+    settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Flat JSON/CSV-ready dict (the CSV columns, in order); NaN becomes ``None``."""
@@ -78,6 +79,7 @@ class MethodResult:
         out.update({k: getattr(self, k) for k in ("youden_j", "mwu_u", "mwu_p", "mean_seconds",
                                                    "seconds_min", "seconds_max", "n_boot",
                                                    "level", "seed")})
+        out.update(self.settings)
         return _nan_to_none(out)
 
 
@@ -141,6 +143,23 @@ def _nan_to_none(d: dict) -> dict:
 
 def _as_cohort(cohort: CohortLike) -> Cohort:
     return cohort if isinstance(cohort, Cohort) else cohort_from_rows(cohort)
+
+
+#: Cohort columns that record how the maps were made (shown with every method's result).
+SETTING_COLUMNS = ("leakage", "denoise")
+
+
+def processing_settings(cohort, method: str) -> dict:
+    """``column -> value(s)`` of the :data:`SETTING_COLUMNS` the cohort has, for the rows
+    of ``method`` (distinct values joined by ``/``), e.g. ``{"leakage": "bsw"}``."""
+    out = {}
+    for column in SETTING_COLUMNS:
+        if column in getattr(cohort, "columns", ()):
+            values = sorted({str(r.get(column, "")) for r in cohort.rows
+                             if r.get("method") == method and r.get(column) not in (None, "")})
+            if values:
+                out[column] = "/".join(values)
+    return out
 
 
 def grading_table(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int = N_BOOT,
@@ -216,6 +235,7 @@ def grading_table(cohort: CohortLike, metric: str = "cbf_ratio", *, n_boot: int 
             seconds_min=float(secs.min()) if have_secs else math.nan,
             seconds_max=float(secs.max()) if have_secs else math.nan,
             n_boot=int(n_boot), level=float(level), seed=seed, snr=snr,
+            settings=processing_settings(cohort, method),
             excluded=excluded, scores=s, labels=y, subjects=subj,
             n_no_noise=0 if snr is None else _no_noise_count(cohort, method, snr, subj),
         )
