@@ -360,6 +360,59 @@ def test_osvd_threads_do_not_change_results():
 
 # -- delay -------------------------------------------------------------------------------
 
+def test_tikhonov_oi_bisection_agrees_with_exhaustive_scan():
+    """The "oi" weight is found by bisection; Wu's definition scans the grid upwards."""
+    from perfmap.deconv.tikhonov import _meets_oi
+
+    conc, aif, _ = noisy_phantoms(1.5, 60, cnr=30.0, n_noise=8, seed=11)
+    backend = get_backend("tikhonov")(criterion="oi", order=1)
+    st = backend.prepare(aif, 1.5, 60)
+    spec = cm.rfft_rows(conc, st.dft)
+    scan = np.full(len(conc), backend.n_mu - 1)
+    todo = np.ones(len(conc), bool)
+    for p in range(backend.n_mu):
+        ok = todo & _meets_oi(backend._residues(spec, np.full(len(conc), p), st), 0.095)
+        scan[ok] = p
+        todo &= ~ok
+    assert np.mean(backend._oi_search(spec, st) == scan) > 0.97     # measured: all 576
+
+
+def test_tikhonov_penalty_orders():
+    """Order 0 is the standard form; a difference penalty leaves the residue's area free."""
+    from perfmap.deconv.tikhonov import penalty_spectrum
+
+    np.testing.assert_allclose(penalty_spectrum(120, 0), 1.0)
+    d1, d2 = penalty_spectrum(120, 1), penalty_spectrum(120, 2)
+    assert d1[0] == d2[0] == 0.0 and d1.max() == d2.max() == 1.0
+    np.testing.assert_allclose(d2, d1 ** 2)
+    aif = aif_fn(np.arange(60) * 1.5)
+    b = cm.circulant_kernel(aif, 1.5)
+    for order in (1, 2):
+        st = get_backend("tikhonov")(order=order).prepare(aif, 1.5, 60)
+        # phi_0 = 1 for every weight: K_0 = C_0 / B_0, the area of the residue
+        np.testing.assert_allclose(st.filters[:, 0], 1.0 / np.fft.rfft(b)[0], rtol=1e-5)
+    st0 = get_backend("tikhonov")(order=0).prepare(aif, 1.5, 60)
+    assert abs(st0.filters[-1, 0]) < 0.99 * abs(1.0 / np.fft.rfft(b)[0])
+    for bad in (3, -1, 1.5, "one"):
+        with pytest.raises(ParameterError, match="order"):
+            get_backend("tikhonov")(order=bad)
+    with pytest.raises(ParameterError, match="oi_limit"):
+        get_backend("tikhonov")(oi_limit=0)
+    params = get_backend("tikhonov")(criterion="oi", order=1).params()
+    assert params["order"] == 1 and params["oi_limit"] == 0.095
+
+
+@pytest.mark.parametrize("criterion", ["gcv", "rgcv", "lcurve", "oi"])
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_tikhonov_every_criterion_and_order_recovers_clean_curves(criterion, order):
+    """CNR 300: CBF within the closed-form bias band of the noise-free curves."""
+    conc, aif, cbf = phantom(1.0, 90, np.array([4.0, 6.0, 8.0]), "exponential")
+    conc = conc + np.random.default_rng(1).normal(0, conc.max() / 300, conc.shape)
+    maps, fit = maps_for("tikhonov", conc, aif, 1.0, criterion=criterion, order=order)
+    assert not fit.failed.any()
+    np.testing.assert_allclose(maps["cbf"], cbf, rtol=0.25)
+
+
 @pytest.mark.parametrize("name", ["osvd", "csvd", "tikhonov"])
 def test_circulant_backends_ignore_arrival_delay(name):
     """Whole-frame delays from -3 to +6 s leave CBF unchanged; Tmax follows the delay.
