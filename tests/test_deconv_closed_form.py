@@ -210,9 +210,10 @@ def test_model_consistent_data_are_inverted_exactly(disc, dt, n_frames):
 def test_grey_matter_point_within_5_percent(name, shape):
     """MTT 5 s, CBF 48 ml/100 g/min, dt 1 s, 90 frames, no noise: CBF, CBV, MTT within 5 %.
 
-    Tikhonov with its default GCV weight reaches 8 % here (CBF +7.3 % for the
-    linear residue): GCV keeps a little more regularisation than the L-curve,
-    which met 5 % but fails on noisy images (see perfmap.deconv.tikhonov).
+    Tikhonov reaches 8 % here (CBF +7.5 % for the linear residue with the default,
+    first difference and oscillation index; +7.3 % with standard-form GCV, the
+    earlier default): noise-free curves take the smallest weight of the grid, and
+    the linear residue's onset is then over-resolved (see perfmap.deconv.tikhonov).
     """
     tol = 0.05 if name == "osvd" else 0.08
     conc, aif, cbf = phantom(1.0, 90, 5.0, shape)
@@ -255,8 +256,10 @@ def test_closed_form_grid(name, dt, n_frames, shape):
     by a factor of 1.5 or more and fails it.
     """
     mtt = np.array([3.0, 4.0, 6.0, 8.0, 12.0])
-    # Tikhonov (GCV) overshoots long-MTT flat-topped residues at dt 1.5 s by up to 40 %.
-    band = 0.35 if name == "osvd" else 0.42
+    # Tikhonov overshoots long-MTT flat-topped residues at dt 1.5 s by up to 42 % (at the
+    # smallest weight of its grid, which noise-free curves choose; GCV, the earlier
+    # default, chose 1.3-1.8 times that weight here and measured up to 40 %).
+    band = 0.35 if name == "osvd" else 0.45
     conc, aif, cbf = phantom(dt, n_frames, mtt, shape)
     maps, fit = maps_for(name, conc, aif, dt)
     np.testing.assert_allclose(maps["cbv"], CBV, rtol=0.01)
@@ -365,7 +368,7 @@ def test_tikhonov_oi_bisection_agrees_with_exhaustive_scan():
     from perfmap.deconv.tikhonov import _meets_oi
 
     conc, aif, _ = noisy_phantoms(1.5, 60, cnr=30.0, n_noise=8, seed=11)
-    backend = get_backend("tikhonov")(criterion="oi", order=1)
+    backend = get_backend("tikhonov")()
     st = backend.prepare(aif, 1.5, 60)
     spec = cm.rfft_rows(conc, st.dft)
     scan = np.full(len(conc), backend.n_mu - 1)
@@ -398,8 +401,8 @@ def test_tikhonov_penalty_orders():
             get_backend("tikhonov")(order=bad)
     with pytest.raises(ParameterError, match="oi_limit"):
         get_backend("tikhonov")(oi_limit=0)
-    params = get_backend("tikhonov")(criterion="oi", order=1).params()
-    assert params["order"] == 1 and params["oi_limit"] == 0.095
+    params = get_backend("tikhonov")().params()
+    assert params["criterion"] == "oi" and params["order"] == 1 and params["oi_limit"] == 0.095
 
 
 @pytest.mark.parametrize("criterion", ["gcv", "rgcv", "lcurve", "oi"])

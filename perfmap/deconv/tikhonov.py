@@ -22,13 +22,13 @@ never shrunk, only its roughness.
 The weight ``mu`` is chosen per voxel from a logarithmic grid, by one of four
 criteria evaluated for every ``mu`` and every voxel of a chunk at once:
 
-``"oi"``
+``"oi"`` (default)
     The smallest weight whose residue has an oscillation index below
     ``oi_limit`` (0.095): Wu's oSVD criterion, applied to the Tikhonov
     family instead of the truncation thresholds. Searched by bisection over
     the grid (six residues for 48 weights; it agreed with the exhaustive scan
     for all 576 noisy closed-form curves of the tests).
-``"gcv"`` (default)
+``"gcv"``
     Generalised cross-validation (Golub, Heath & Wahba 1979; for perfusion
     Sourbron et al. 2004)::
 
@@ -63,9 +63,9 @@ with ``w_f`` the bin multiplicities, so for a chunk they are two matrix
 products of the power spectra ``(m, N+1)`` with ``(N+1, n_mu)`` tables that
 depend only on the AIF.
 
-Why the first difference and the oscillation index (``order=1,
-criterion="oi"``; ``benchmarks/ratio_bias.py``): standard-form GCV, the
-default, chose larger weights in low-CNR white matter than in the
+Why the first difference and the oscillation index (the default since the
+ratio-bias study, ``benchmarks/ratio_bias.py``): standard-form GCV, the
+earlier default, chose larger weights in low-CNR white matter than in the
 tumour, so white matter was smoothed more and every tumour/white-matter
 ratio came out too high; on perfmap's phantoms (6 subjects per cell,
 48 x 48 x 6, tumour and NAWM alike) the white-matter CBF was 34 / 49 / 56 %
@@ -74,8 +74,7 @@ weight twice the tumour's, and the voxel-mean ratio +15 / +46 / +43 % off
 (first difference with the oscillation index: +9 / +8 / -1 %, oSVD +9 / +7
 / +3 %). On 64 x 64 x 12 phantoms (6 subjects per SNR, exponential residue)
 the voxel median of the white-matter-normalised CBF error was 16 / 25 / 38 %
-with standard-form GCV, 11 / 17 / 25 % with the first difference and the
-oscillation index and 10 / 16 /
+with standard-form GCV, 11 / 17 / 25 % with the new default and 10 / 16 /
 24 % with oSVD; the MTT error 57 / 92 / 158 %, 36 / 50 / 66 % and 39 / 54 /
 72 %. The oscillation index alone on the standard form measured 10.8 / 16.7
 / 26.0 % (CBF) and 46 / 70 / 112 % (MTT): it is the difference penalty, which
@@ -91,7 +90,8 @@ are made of (perfmap's phantom at SNR 20, seeds 0-3: white-matter mean CBF
 +161 % with the L-curve, -17 % with GCV). GCV has the same failure, less
 often (largest white-matter CBF of a subject 2-52 times the expected value
 on 6 phantoms per SNR); robust GCV removes most of it but smooths low-signal
-tissue more (Bezier DRO grey/white contrast +49 to +67 %).
+tissue more (Bezier DRO grey/white contrast +49 to +67 %). The three remain
+available (``--param criterion=gcv order=0`` is the earlier default).
 
 References
 ----------
@@ -182,13 +182,13 @@ class Tikhonov(SharedChoice, Backend):
 
     Parameters
     ----------
-    criterion : {"oi", "gcv", "rgcv", "lcurve"}, default "gcv"
+    criterion : {"oi", "gcv", "rgcv", "lcurve"}, default "oi"
         How each voxel's weight is chosen: the smallest weight whose residue
         has an oscillation index below ``oi_limit`` (the oSVD criterion of
         Wu 2003 applied to the Tikhonov family), generalised cross-validation,
         robust GCV (Lukas 2006) or the L-curve corner (Calamante 2003); see
         the module notes.
-    order : {0, 1, 2}, default 0
+    order : {0, 1, 2}, default 1
         Penalty ``||D k||^2``: 0 the identity (standard form, Calamante
         2003), 1 the first and 2 the second difference (general form, Hansen
         1998). A difference penalty leaves the residue's area, hence CBV,
@@ -230,7 +230,7 @@ class Tikhonov(SharedChoice, Backend):
     (0.0, False)
     """
 
-    def __init__(self, criterion: str = "gcv", order: int = 0, mu_range=(1e-3, 1.0),
+    def __init__(self, criterion: str = "oi", order: int = 1, mu_range=(1e-3, 1.0),
                  n_mu: int = 48, gamma: float = 0.3, oi_limit: float = 0.095,
                  discretisation: str = cm.DEFAULT_DISCRETISATION,
                  chunk_size: int = 16384, keep_residue: bool = False):
