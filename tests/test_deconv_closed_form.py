@@ -374,7 +374,7 @@ def test_tikhonov_oi_bisection_agrees_with_exhaustive_scan():
     scan = np.full(len(conc), backend.n_mu - 1)
     todo = np.ones(len(conc), bool)
     for p in range(backend.n_mu):
-        ok = todo & _meets_oi(backend._residues(spec, np.full(len(conc), p), st), 0.095)
+        ok = todo & _meets_oi(backend._residues(spec, np.full(len(conc), p), st).T, 0.095)
         scan[ok] = p
         todo &= ~ok
     assert np.mean(backend._oi_search(spec, st) == scan) > 0.97     # measured: all 576

@@ -166,14 +166,18 @@ def penalty_spectrum(length: int, order: int) -> np.ndarray:
 
 
 def _meets_oi(k: np.ndarray, limit: float) -> np.ndarray:
-    """``OI < limit`` for each row of ``k`` ``(m, L)`` (Wu 2003; an all-zero row passes)."""
-    d = k[:, 2:] + k[:, :-2]
-    d -= k[:, 1:-1]
-    d -= k[:, 1:-1]
+    """``OI < limit`` for each column of ``k`` ``(L, m)`` (Wu 2003; an all-zero column passes).
+
+    Time runs down the first axis, as in oSVD: the second differences and the
+    reductions are then long vectorised row operations.
+    """
+    d = k[2:] + k[:-2]
+    d -= k[1:-1]
+    d -= k[1:-1]
     np.abs(d, out=d)
-    rough = d.sum(axis=1)
-    peak = np.maximum(k.max(axis=1), -k.min(axis=1))
-    return (rough < limit * k.shape[1] * peak) | (peak == 0)
+    rough = d.sum(axis=0)
+    peak = np.maximum(k.max(axis=0), -k.min(axis=0))
+    return (rough < limit * k.shape[0] * peak) | (peak == 0)
 
 
 @register("tikhonov")
@@ -321,11 +325,14 @@ class Tikhonov(SharedChoice, Backend):
     def _oi_search(self, spec: np.ndarray, st: _TikState) -> np.ndarray:
         """Smallest weight with ``OI < oi_limit`` per row, by bisection over the grid."""
         m = spec.shape[0]
+        spec_t = np.ascontiguousarray(spec.T)                  # (N+1, m): time-first residues
+        filters_t = np.ascontiguousarray(st.filters.T)         # (N+1, n_mu)
         lo = np.zeros(m, np.int64)
         hi = np.full(m, self.n_mu - 1, np.int64)
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            ok = _meets_oi(self._residues(spec, mid, st), self.oi_limit)
+            k_t = np.fft.irfft(spec_t * filters_t[:, mid], n=st.length, axis=0)
+            ok = _meets_oi(k_t, self.oi_limit)
             active = lo < hi
             hi = np.where(active & ok, mid, hi)
             lo = np.where(active & ~ok, mid + 1, lo)
