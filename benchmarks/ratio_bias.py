@@ -39,6 +39,13 @@ Parts (``--part``):
     given for reference; with an arrival between two samples the barely
     regularised noise-free deconvolution rings, so it is not the floor of the
     noisy cases.
+``regions``
+    Where the method part comes from, tumour and NAWM alike: each region's
+    CBF error and the median threshold or weight its voxels chose.
+``variants``
+    Voxel-mean ratio of fixed (cSVD) and per-voxel (oSVD, several
+    oscillation-index limits) SVD rules on the mixed cohort, with the voxel
+    error: no rule makes the voxel mean unbiased at every SNR.
 ``methods``
     Median signed ratio error and its interquartile range per method, SNR
     and estimator, on four cohorts: ``held-out`` (tumour gamma residue, delay
@@ -56,6 +63,8 @@ Parts (``--part``):
 Usage (a few minutes per part on a 2-core machine)::
 
     OMP_NUM_THREADS=1 python benchmarks/ratio_bias.py --part decomposition [--subjects 6]
+    OMP_NUM_THREADS=1 python benchmarks/ratio_bias.py --part regions
+    OMP_NUM_THREADS=1 python benchmarks/ratio_bias.py --part variants [--subjects 12]
     OMP_NUM_THREADS=1 python benchmarks/ratio_bias.py --part methods [--subjects 12] [--phae]
     OMP_NUM_THREADS=1 python benchmarks/ratio_bias.py --part maps
     OMP_NUM_THREADS=1 python benchmarks/ratio_bias.py --part delay
