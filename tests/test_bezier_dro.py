@@ -53,8 +53,9 @@ VARYING_CBF = ["varying_cbf/exponential_residue_function",
                "varying_cbf/boxcar_residue_function"]
 
 #: Regression guard: median relative CBF error band per method, measured from perfmap's
-#: own output (oSVD -19..+23 %, Tikhonov -42..-9 %)
-CBF_BAND = {"osvd": (-0.30, 0.35), "tikhonov": (-0.50, 0.0)}
+#: own output (oSVD -19..+23 %, Tikhonov -22..+19 %; with its earlier default, standard-form
+#: GCV, Tikhonov measured -42..-9 %)
+CBF_BAND = {"osvd": (-0.30, 0.35), "tikhonov": (-0.30, 0.35)}
 
 
 @pytest.mark.shared_data
@@ -70,10 +71,14 @@ def test_cbf_and_cbv_per_folder(results, method, folder):
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize("method, tol", [("osvd", 0.10), ("tikhonov", 0.32)])
+@pytest.mark.parametrize("method, tol", [("osvd", 0.10), ("tikhonov", 0.10)])
 @pytest.mark.parametrize("folder", VARYING_CBF)
 def test_grey_to_white_contrast(results, method, tol, folder):
-    """The GM/WM CBF ratio (truth 2) survives the noise: what ratios in grading need."""
+    """The GM/WM CBF ratio (truth 2) survives the noise: what ratios in grading need.
+
+    Measured median errors: oSVD -3.6..-2.0 %, Tikhonov -1.3..+1.2 % (standard-form GCV,
+    the earlier Tikhonov default, regularised white matter more: +22..+27 %).
+    """
     ratios = []
     for (m, rel, name), (maps, gm, cbf, cbv) in results.items():
         if m == method and rel == folder:

@@ -210,9 +210,10 @@ def test_model_consistent_data_are_inverted_exactly(disc, dt, n_frames):
 def test_grey_matter_point_within_5_percent(name, shape):
     """MTT 5 s, CBF 48 ml/100 g/min, dt 1 s, 90 frames, no noise: CBF, CBV, MTT within 5 %.
 
-    Tikhonov with its default GCV weight reaches 8 % here (CBF +7.3 % for the
-    linear residue): GCV keeps a little more regularisation than the L-curve,
-    which met 5 % but fails on noisy images (see perfmap.deconv.tikhonov).
+    Tikhonov reaches 8 % here (CBF +7.5 % for the linear residue with the default,
+    first difference and oscillation index; +7.3 % with standard-form GCV, the
+    earlier default): noise-free curves take the smallest weight of the grid, and
+    the linear residue's onset is then over-resolved (see perfmap.deconv.tikhonov).
     """
     tol = 0.05 if name == "osvd" else 0.08
     conc, aif, cbf = phantom(1.0, 90, 5.0, shape)
@@ -255,8 +256,10 @@ def test_closed_form_grid(name, dt, n_frames, shape):
     by a factor of 1.5 or more and fails it.
     """
     mtt = np.array([3.0, 4.0, 6.0, 8.0, 12.0])
-    # Tikhonov (GCV) overshoots long-MTT flat-topped residues at dt 1.5 s by up to 40 %.
-    band = 0.35 if name == "osvd" else 0.42
+    # Tikhonov overshoots long-MTT flat-topped residues at dt 1.5 s by up to 42 % (at the
+    # smallest weight of its grid, which noise-free curves choose; GCV, the earlier
+    # default, chose 1.3-1.8 times that weight here and measured up to 40 %).
+    band = 0.35 if name == "osvd" else 0.45
     conc, aif, cbf = phantom(dt, n_frames, mtt, shape)
     maps, fit = maps_for(name, conc, aif, dt)
     np.testing.assert_allclose(maps["cbv"], CBV, rtol=0.01)
@@ -359,6 +362,59 @@ def test_osvd_threads_do_not_change_results():
 
 
 # -- delay -------------------------------------------------------------------------------
+
+def test_tikhonov_oi_bisection_agrees_with_exhaustive_scan():
+    """The "oi" weight is found by bisection; Wu's definition scans the grid upwards."""
+    from perfmap.deconv.tikhonov import _meets_oi
+
+    conc, aif, _ = noisy_phantoms(1.5, 60, cnr=30.0, n_noise=8, seed=11)
+    backend = get_backend("tikhonov")()
+    st = backend.prepare(aif, 1.5, 60)
+    spec = cm.rfft_rows(conc, st.dft)
+    scan = np.full(len(conc), backend.n_mu - 1)
+    todo = np.ones(len(conc), bool)
+    for p in range(backend.n_mu):
+        ok = todo & _meets_oi(backend._residues(spec, np.full(len(conc), p), st).T, 0.095)
+        scan[ok] = p
+        todo &= ~ok
+    assert np.mean(backend._oi_search(spec, st) == scan) > 0.97     # measured: all 576
+
+
+def test_tikhonov_penalty_orders():
+    """Order 0 is the standard form; a difference penalty leaves the residue's area free."""
+    from perfmap.deconv.tikhonov import penalty_spectrum
+
+    np.testing.assert_allclose(penalty_spectrum(120, 0), 1.0)
+    d1, d2 = penalty_spectrum(120, 1), penalty_spectrum(120, 2)
+    assert d1[0] == d2[0] == 0.0 and d1.max() == d2.max() == 1.0
+    np.testing.assert_allclose(d2, d1 ** 2)
+    aif = aif_fn(np.arange(60) * 1.5)
+    b = cm.circulant_kernel(aif, 1.5)
+    for order in (1, 2):
+        st = get_backend("tikhonov")(order=order).prepare(aif, 1.5, 60)
+        # phi_0 = 1 for every weight: K_0 = C_0 / B_0, the area of the residue
+        np.testing.assert_allclose(st.filters[:, 0], 1.0 / np.fft.rfft(b)[0], rtol=1e-5)
+    st0 = get_backend("tikhonov")(order=0).prepare(aif, 1.5, 60)
+    assert abs(st0.filters[-1, 0]) < 0.99 * abs(1.0 / np.fft.rfft(b)[0])
+    for bad in (3, -1, 1.5, "one"):
+        with pytest.raises(ParameterError, match="order"):
+            get_backend("tikhonov")(order=bad)
+    with pytest.raises(ParameterError, match="oi_limit"):
+        get_backend("tikhonov")(oi_limit=0)
+    params = get_backend("tikhonov")().params()
+    assert params["criterion"] == "oi" and params["order"] == 1 and params["oi_limit"] == 0.095
+
+
+@pytest.mark.parametrize("criterion", ["gcv", "rgcv", "lcurve", "oi"])
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_tikhonov_every_criterion_and_order_recovers_clean_curves(criterion, order):
+    """CNR 300: CBF within the closed-form bias band of the noise-free curves."""
+    conc, aif, cbf = phantom(1.0, 90, np.array([4.0, 6.0, 8.0]), "exponential")
+    conc = conc + np.random.default_rng(1).normal(0, conc.max() / 300, conc.shape)
+    maps, fit = maps_for("tikhonov", conc, aif, 1.0, criterion=criterion, order=order)
+    assert not fit.failed.any()
+    np.testing.assert_allclose(maps["cbf"], cbf, rtol=0.25)
+
 
 @pytest.mark.parametrize("name", ["osvd", "csvd", "tikhonov"])
 def test_circulant_backends_ignore_arrival_delay(name):

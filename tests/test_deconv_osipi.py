@@ -6,7 +6,9 @@
 
     true CBF   10    20    30    40    50    60    70     5    10    15    20    25    30    35
     osvd     +1.4  +8.4  +4.8 -13.3  -7.0  +0.4 -13.2 +41.0  +1.7 +12.7 +15.4  +0.4 -11.1  -4.5
-    tikhonov -11.7 -2.5 -12.2 -19.2 -17.8  -9.8 -19.6  +8.6 -14.9 -12.2  -9.3 -20.0 -25.8 -15.5
+    tikhonov -0.5 +15.7  -0.1 -12.2  -7.8  -3.8 -14.0 +30.3  -4.9 +20.9 +14.8  -9.5 -16.1  -6.0
+    (standard-form GCV, Tikhonov's default before the ratio-bias study:
+             -11.7 -2.5 -12.2 -19.2 -17.8  -9.8 -19.6  +8.6 -14.9 -12.2  -9.3 -20.0 -25.8 -15.5)
 
 The brief asked for every case within 15 %. That is not met: the case CBF 5
 (peak tissue SNR 12, MTT 24 s) is noise-limited for oSVD (+20 % or more at
@@ -88,7 +90,7 @@ def test_cbf(osipi, name):
     assert not fit.failed.any()
     err = maps["cbf"] / osipi["cbf"] - 1.0
     # Regression guard (bands measured from perfmap's own output):
-    # oSVD: median 8 %; Tikhonov (GCV): median 14 % (module notes of the README table)
+    # oSVD: median 8 %; Tikhonov: median 11 % (standard-form GCV, the earlier default: 14 %)
     assert np.median(np.abs(err)) <= (0.12 if name == "osvd" else 0.15), err
     tol = np.where(osipi["snr"] < 15, 0.45, 0.30)
     assert np.all(np.abs(err) <= tol), err

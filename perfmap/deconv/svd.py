@@ -23,7 +23,9 @@ mask (see :mod:`~perfmap.deconv.convmatrix`). sSVD and cSVD apply their
 fixed pseudo-inverse (``N x N``, resp. the ``2N x N`` columns of the circulant
 one that meet the unpadded samples) as matrix products; oSVD works on the
 real FFT of the zero-padded curves, where a voxel's threshold is a mask over
-the ``N + 1`` frequency bins.
+the ``N + 1`` frequency bins. ``OSVD.fit_shared`` deconvolves a few curves
+(two ROI means) with one threshold, the largest any of them chooses
+(:mod:`perfmap.deconv.shared`).
 
 References
 ----------
@@ -50,6 +52,7 @@ from ..errors import InputDataError, ParameterError
 from . import convmatrix as cm
 from .base import Backend, DeconvFit, merge_choice_counts
 from .registry import register
+from .shared import SharedChoice, shared_index
 
 #: Default candidate thresholds of oSVD (fractions of the largest singular value).
 OSVD_THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.065,
@@ -233,7 +236,7 @@ class _OSVDState:
 
 
 @register("osvd")
-class OSVD(Backend):
+class OSVD(SharedChoice, Backend):
     """Oscillation-index SVD (oSVD, Wu et al. 2003): block-circulant, per-voxel threshold.
 
     For each voxel the threshold is the smallest candidate for which
@@ -366,12 +369,18 @@ class OSVD(Backend):
             todo = todo[~ok]
         return choice
 
-    def _solve(self, conc: np.ndarray, st: _OSVDState):
-        """Deconvolve a block ``(m, N)``: returns flow, tmax, candidate index, residue or None."""
+    def _solve(self, conc: np.ndarray, st: _OSVDState, shared: bool = False):
+        """Deconvolve a block ``(m, N)``: returns flow, tmax, candidate index, residue or None.
+
+        ``shared``: every row takes the largest threshold any non-zero row chose
+        (:meth:`fit_shared`).
+        """
         spec = cm.rfft_rows(conc, st.dft)
         # a new C-ordered (N+1, m) array: spec itself stays intact for the final pass
         spec_t = np.multiply(spec.T, st.inv_eig[:, None], order="C")
         lo = self._search(spec_t, st) if self.search == "bisect" else self._scan(spec_t, st)
+        if shared:
+            lo = shared_index(lo, conc)
         # final residues with voxels in rows: argmax along the last axis is faster
         spec *= st.inv_eig
         spec *= st.last_kept[None, :] >= lo[:, None].astype(np.int16)
@@ -382,7 +391,9 @@ class OSVD(Backend):
     def _fit_chunk(self, conc: np.ndarray, st: _OSVDState) -> DeconvFit:
         m = conc.shape[0]
         blocks = cm.row_blocks(m)
-        if self.threads == 1 or len(blocks) == 1:
+        if self._shared:        # fit_shared: one choice over the whole (small) chunk
+            results = [self._solve(conc, st, shared=True)]
+        elif self.threads == 1 or len(blocks) == 1:
             results = [self._solve(conc[sl], st) for sl in blocks]
         else:
             with ThreadPoolExecutor(min(self.threads, len(blocks))) as pool:
