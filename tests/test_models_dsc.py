@@ -251,3 +251,28 @@ def test_dual_echo_defaults_to_no_leakage_correction(leaky):
         model.fit(ph.signal, second_echo=ph.second_echo[..., :-1])
     with pytest.raises(ParameterError, match="other than TE"):
         DSCModel("osvd", te=0.03, tr=1.5, te2=0.03)
+
+
+def test_mean_curve_ratio_in_the_json_and_on_a_noise_free_phantom(subject, tmp_path):
+    """The second grading estimator (deconvolved ROI-mean curves) is in the JSON next to
+    the voxel-mean ratio; on a noise-free phantom (same residue in tumour and NAWM) it is
+    within 10 % of the true CBF ratio."""
+    import json
+
+    import perfmap
+
+    ph = make_phantom(shape=(48, 48, 4), n_frames=50, snr=None, seed=3)
+    fit = DSCModel("osvd", te=ph.te, tr=ph.tr, leakage="none").fit(
+        ph.signal, mask=ph.masks["brain"], aif=ph.masks["aif"])
+    out = fit.mean_curve_ratios(ph.masks["tumour"], ph.masks["ref"])
+    truth = ph.truth["cbf"][ph.masks["tumour"]].mean() / ph.truth["cbf"][ph.masks["ref"]].mean()
+    assert out["cbf_ratio"] == pytest.approx(truth, rel=0.10)
+    assert out["shared_regularisation"] is True
+    assert out["roi_voxels"] == int(ph.masks["tumour"].sum())
+    res = perfmap.compute(subject["input"], aif=subject["aif"], mask=subject["mask"],
+                          rois={"tumour": subject["tumour"]}, ref=subject["ref"],
+                          out_dir=tmp_path / "o")
+    prov = json.loads(next((tmp_path / "o").glob("*_perfmap.json")).read_text())
+    mc = prov["rois"]["tumour"]["mean_curve"]
+    assert mc["cbf_ratio"] == res.provenance["rois"]["tumour"]["mean_curve"]["cbf_ratio"]
+    assert 0.5 < mc["cbf_ratio"] / prov["rois"]["tumour"]["cbf_ratio"] < 2.0

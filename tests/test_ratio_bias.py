@@ -23,6 +23,8 @@ from perfmap.deconv import get_backend, make_backend
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ratio_bias  # noqa: E402
 
+OSVD = make_backend("osvd")
+
 T = np.arange(60) * 1.5
 
 
@@ -67,7 +69,7 @@ def test_cbv_ratio_equals_the_voxel_mean_ratio_with_noise():
     from perfmap.core.maps import cbv_from_curves
 
     conc, roi, ref = two_regions(cnr_roi=5.0, cnr_ref=3.0)
-    out = mean_curve_ratios(conc, roi, ref, aif_fn(T), 1.5, "osvd")
+    out = mean_curve_ratios(conc, roi, ref, aif_fn(T), 1.5, OSVD)
     cbv = cbv_from_curves(conc, aif_fn(T), 1.5)
     assert out["cbv_ratio"] == pytest.approx(cbv[roi].mean() / cbv[ref].mean(), rel=1e-6)
 
@@ -76,7 +78,7 @@ def test_non_finite_curves_are_left_out_and_counted():
     conc, roi, ref = two_regions()
     conc[3, 10] = np.nan
     conc[45, 0] = np.inf
-    out = mean_curve_ratios(conc, roi, ref, aif_fn(T), 1.5, "osvd")
+    out = mean_curve_ratios(conc, roi, ref, aif_fn(T), 1.5, OSVD)
     assert (out["roi_voxels"], out["roi_excluded"]) == (39, 1)
     assert (out["ref_voxels"], out["ref_excluded"]) == (19, 1)
     assert out["cbf_ratio"] == pytest.approx(2.0, rel=1e-5)
@@ -84,10 +86,10 @@ def test_non_finite_curves_are_left_out_and_counted():
 
 def test_empty_roi_and_wrong_mask_shape():
     conc, roi, ref = two_regions()
-    out = mean_curve_ratios(conc, roi, np.zeros_like(ref), aif_fn(T), 1.5, "osvd")
+    out = mean_curve_ratios(conc, roi, np.zeros_like(ref), aif_fn(T), 1.5, OSVD)
     assert out["cbf_ratio"] is None and out["roi"] is None and out["ref_voxels"] == 0
     with pytest.raises(ValueError, match="ref mask"):
-        mean_curve_ratios(conc, roi, ref[:-1], aif_fn(T), 1.5, "osvd")
+        mean_curve_ratios(conc, roi, ref[:-1], aif_fn(T), 1.5, OSVD)
 
 
 def test_volumes_as_input():
@@ -95,7 +97,7 @@ def test_volumes_as_input():
     conc, roi, ref = two_regions(n_roi=8, n_ref=8)
     vol = conc.reshape(4, 2, 2, 60)
     out = mean_curve_ratios(vol, roi.reshape(4, 2, 2), ref.reshape(4, 2, 2), aif_fn(T), 1.5,
-                            "tikhonov")
+                            make_backend("tikhonov"))
     assert out["cbf_ratio"] == pytest.approx(2.0, rel=1e-5)
 
 

@@ -93,9 +93,9 @@ def mean_curve_ratios(conc, roi, ref, aif, dt: float, backend, kh: float = DEFAU
         Arterial curve in the same units.
     dt : float
         Sampling interval (s).
-    backend : perfmap.deconv.Backend or str
-        The deconvolution backend of the maps (or a registered name, built
-        with its default parameters).
+    backend : perfmap.deconv.Backend
+        The deconvolution backend of the maps (core does not import the
+        backends: the caller builds it, e.g. ``make_backend("osvd")``).
     kh, rho : float
         As for the maps (DESIGN section 4); they cancel in the ratios.
 
@@ -118,16 +118,13 @@ def mean_curve_ratios(conc, roi, ref, aif, dt: float, backend, kh: float = DEFAU
     >>> c = tissue_concentration(t, aif_fn, np.array([0.02, 0.01]), np.array([4.0, 4.0]))
     >>> conc = np.repeat(c, [5, 3], axis=0)             # 5 tumour, 3 reference curves
     >>> roi = np.arange(8) < 5
-    >>> out = mean_curve_ratios(conc, roi, ~roi, aif_fn(t), 1.5, "osvd")
+    >>> from perfmap.deconv import make_backend
+    >>> out = mean_curve_ratios(conc, roi, ~roi, aif_fn(t), 1.5, make_backend("osvd"))
     >>> round(out["cbf_ratio"], 3), round(out["cbv_ratio"], 3), out["shared_regularisation"]
     (2.0, 2.0, True)
     """
     from .maps import perfusion_maps
 
-    if isinstance(backend, str):
-        from ..deconv import make_backend
-
-        backend = make_backend(backend)
     conc = np.asarray(conc)
     out: dict = {"shared_regularisation": hasattr(backend, "fit_shared")}
     means = []

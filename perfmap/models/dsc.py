@@ -30,6 +30,7 @@ import numpy as np
 from ..core.curves import DEFAULT_KH, DEFAULT_RHO
 from ..core.leakage import METHODS as LEAKAGE_METHODS
 from ..core.maps import MAP_NAMES, MAP_UNITS, perfusion_maps
+from ..core.roi import mean_curve_ratios
 from ..deconv import make_backend
 from ..errors import ParameterError, ShapeError
 from .base import Fit, Work, run_steps
@@ -97,6 +98,22 @@ class DSCFit(Fit):
     tmax = property(lambda self: self.map("tmax"))
     ttp = property(lambda self: self.map("ttp"))
     k2 = property(lambda self: self.map("k2"))
+
+    def mean_curve_ratios(self, roi, ref) -> dict:
+        """Tumour-to-reference ratios of the deconvolved ROI-mean curves
+        (:func:`perfmap.core.roi.mean_curve_ratios`; the curves deconvolved are
+        this fit's, leakage-corrected when the correction ran).
+
+        Parameters
+        ----------
+        roi, ref : ndarray of bool, shape (X, Y, Z)
+            The ROI (tumour) and the reference (contralateral NAWM); only their
+            brain voxels count.
+        """
+        m = self._model
+        return mean_curve_ratios(self._conc, np.asarray(roi, bool)[self.brain_mask],
+                                 np.asarray(ref, bool)[self.brain_mask], self.aif, self.dt,
+                                 m.backend, kh=m.kh, rho=m.rho)
 
     def _voxel_maps(self) -> dict:
         m = self._model

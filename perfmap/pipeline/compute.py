@@ -174,6 +174,10 @@ def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
         prov["mask"]["source"] = str(mask)
     _check_not_empty(fit, fit.map_names[0], volume.source, allow_empty)
     rois_out, ref_stats = roi_results(maps, inputs.rois, inputs.ref)
+    if inputs.ref is not None and hasattr(fit, "mean_curve_ratios"):
+        # second estimator of the grading ratio: the deconvolved ROI-mean curves
+        for name, roi in inputs.rois.items():
+            rois_out[name]["mean_curve"] = fit.mean_curve_ratios(roi, inputs.ref)
     provenance = {"perfmap_version": __version__, "input": str(volume.source), "kind": kind}
     provenance.update(prov)
     provenance.update(te_source=volume.meta.get("te_source"),
