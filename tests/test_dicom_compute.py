@@ -60,3 +60,35 @@ def test_dicom_and_nifti_give_identical_maps(tmp_path):
     assert series["ProtocolName"] == "ep2d_perf_phantom"
     assert prov["te_s"] == np.float64(ph.te).round(6)
     assert prov["rois"]["box"]["cbf_ratio"] == 1.0
+
+
+def test_dual_echo_series_in_one_folder_are_paired_by_echo_time(tmp_path):
+    """Two series of one folder (TE 5 and 20 ms, same grid): --second-echo auto pairs them
+    and gives the same maps as the two echoes given as separate folders."""
+    ph1 = make_phantom(shape=(48, 48, 4), n_frames=45, snr=None, seed=11, second_te=0.02,
+                       te=0.005)
+    folder, other = tmp_path / "both", tmp_path / "echo2"
+    for i, (sig, te_ms, number) in enumerate(((ph1.signal, 5.0, 7), (ph1.second_echo, 20.0, 8))):
+        stored = np.rint(np.clip(sig, 0, None) / 0.1).astype(np.int16)
+        px = np.transpose(stored, (3, 2, 1, 0))
+        write_classic_series(folder, px, slope=0.1, frame_interval=ph1.tr, te_ms=te_ms,
+                             series_number=number, series_uid=f"1.2.3.4.{number}")
+        if i == 1:
+            write_classic_series(other, px, slope=0.1, frame_interval=ph1.tr, te_ms=te_ms,
+                                 series_number=number, series_uid=f"1.2.3.4.{number}")
+    only1 = tmp_path / "echo1"
+    stored = np.rint(np.clip(ph1.signal, 0, None) / 0.1).astype(np.int16)
+    write_classic_series(only1, np.transpose(stored, (3, 2, 1, 0)), slope=0.1,
+                         frame_interval=ph1.tr, te_ms=5.0, series_number=7,
+                         series_uid="1.2.3.4.7")
+    res = invoke(["compute", folder, "--second-echo", "auto", "--out-dir", tmp_path / "a", "-q"])
+    assert res.exit_code == 0, res.output
+    res = invoke(["compute", only1, "--second-echo", other, "--out-dir", tmp_path / "b", "-q"])
+    assert res.exit_code == 0, res.output
+    a = json.loads((tmp_path / "a" / "both_perfmap.json").read_text())
+    b = json.loads((tmp_path / "b" / "echo1_perfmap.json").read_text())
+    assert a["dual_echo"]["te1_s"] == 0.005 and a["dual_echo"]["te2_s"] == 0.02
+    assert a["leakage"]["method"] == "none"
+    cbv_a = nib.load(tmp_path / "a" / "both_cbv.nii.gz").get_fdata()
+    cbv_b = nib.load(tmp_path / "b" / "echo1_cbv.nii.gz").get_fdata()
+    np.testing.assert_allclose(cbv_a, cbv_b, rtol=1e-5, equal_nan=True)

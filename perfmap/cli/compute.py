@@ -73,9 +73,10 @@ def _parse_frames(ctx, param, value):
 @click.option("--leakage", type=click.Choice(["bsw", "bidirectional", "none"]),
               help="DSC leakage correction: bsw (Boxerman 2006; default for one echo), "
                    "bidirectional (Leu 2016) or none (default with --second-echo).")
-@click.option("--second-echo", type=click.Path(exists=True),
-              help="DSC: the other echo of a dual-echo series (NIfTI or DICOM folder); dR2* "
-                   "then has no T1 leakage (Vonken 1999).")
+@click.option("--second-echo", metavar="PATH|auto",
+              help="DSC: the other echo of a dual-echo series (NIfTI or DICOM folder), or "
+                   "'auto' to pair the two echo series of a DICOM INPUT folder by EchoTime; "
+                   "dR2* then has no T1 leakage (Vonken 1999).")
 @click.option("--te2", type=float, help="Echo time of --second-echo in seconds (overrides its "
               "headers).")
 @click.option("--t1", type=click.Path(exists=True, dir_okay=False),

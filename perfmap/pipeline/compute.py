@@ -272,7 +272,8 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
         Options of the kind's model, e.g. for DSC ``kh``, ``rho``,
         ``baseline_frames`` ((start, stop)), ``n_skip``, ``leakage``
         (``bsw``/``bidirectional``/``none``), ``second_echo`` (path of the other
-        echo) and ``te2`` (its echo time, s, overriding its sidecar).
+        echo, or ``"auto"``: the two echo series of a DICOM folder paired by
+        EchoTime) and ``te2`` (its echo time, s, overriding its sidecar).
 
     Returns
     -------
@@ -281,7 +282,10 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
     t_start = time.perf_counter()
     get_kind(kind)
     input_path = Path(input_path)
-    volume = load_series(input_path, te=te, tr=tr, series=series)
+    if model_options.get("second_echo") == "auto":
+        volume, model_options["second_echo"] = _paired_echoes(input_path, te, tr, series)
+    else:
+        volume = load_series(input_path, te=te, tr=tr, series=series)
     model, fit_inputs = build_model(volume, kind, method, method_params, **model_options)
     stem = nifti.stem_of(input_path)
     out_dir = Path(out_dir) if out_dir is not None else input_path.resolve().parent
@@ -298,6 +302,23 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
     prov["timings"]["load_s"] = round(read_s + prov["timings"]["load_s"], 4)
     write_result(result, volume, outputs, stem, auto_mask, aif_voxels, t_start=t_start)
     return result
+
+
+def _paired_echoes(input_path: Path, te, tr, series):
+    """``--second-echo auto``: the DICOM folder's two echo series, paired by EchoTime."""
+    from ..io.dicom_echoes import load_echo_pair
+
+    if not input_path.is_dir() or series is not None:
+        raise ParameterError(f"{input_path}: --second-echo auto pairs the two echo series of "
+                             "a DICOM folder (without --series); give --second-echo PATH "
+                             "otherwise")
+    first, second = load_echo_pair(input_path)
+    for vol in (first, second):
+        if tr is not None:
+            vol.tr, vol.meta["tr_source"] = float(tr), "command line"
+    if te is not None:
+        first.te, first.meta["te_source"] = float(te), "command line"
+    return first, second
 
 
 def _json_default(obj):

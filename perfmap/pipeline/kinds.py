@@ -143,10 +143,16 @@ def _looks_like_dce(volume: Volume4D) -> None:
 
 
 def _second_echo(volume: Volume4D, path, te2) -> Volume4D:
-    """The other echo of a dual-echo series: same grid, frames and TR, another TE."""
+    """The other echo of a dual-echo series (a path, or a loaded :class:`Volume4D`): same
+    grid, frames and TR, another TE."""
     from ..io.series import load_series
 
-    echo = load_series(path, te=te2)
+    if isinstance(path, Volume4D):
+        echo = path
+        if te2 is not None:
+            echo.te, echo.meta["te_source"] = float(te2), "command line"
+    else:
+        echo = load_series(path, te=te2)
     where = f"{echo.source} (second echo)"
     if echo.data.shape != volume.data.shape:
         raise ParameterError(f"{where}: shape {echo.data.shape} differs from the series' "
