@@ -318,6 +318,20 @@ def _check_levels(levels: Sequence[float]) -> tuple:
     return tuple(out)
 
 
+#: Cohort columns that hold text, never a grading metric.
+_TEXT_COLUMNS = ("subject", "grade", "kind", "method", "status", "error", "noise_note")
+
+
+def _check_metric(metric: str, manifest: Manifest) -> None:
+    """Refuse, before any work, a ``--metric`` the study's cohort table will not have."""
+    extras = [c for c in manifest.extra_columns if c not in ROBUSTNESS_COLUMNS]
+    columns = [c for c in list(COHORT_COLUMNS) + extras + list(ROBUSTNESS_COLUMNS)
+               if c not in _TEXT_COLUMNS]
+    if metric not in columns:
+        raise ParameterError(f"--metric {metric!r} is not a column of the study's cohort "
+                             f"table; choose from: {', '.join(columns)}")
+
+
 def _degraded_entry(entry: ManifestEntry, rec: dict, extras: Sequence[str]) -> ManifestEntry:
     extra = {c: entry.extra.get(c, "") for c in extras}
     extra.update(snr=f"{rec['snr']:g}", snr_input=f"{rec['snr_input']:.6g}",
@@ -380,6 +394,9 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
     levels = _check_levels(levels)
     manifest = read_manifest(manifest_path)
     methods = batch_mod.check_methods(methods, kind)
+    batch_mod.check_method_params(methods, method_params, kind)
+    if report:
+        _check_metric(metric, manifest)
     out_dir = Path(os.path.abspath(check_folder(out_dir, "--out-dir")))
     root = out_dir / DEGRADED_DIR
     cohort_path = out_dir / COHORT_NAME
