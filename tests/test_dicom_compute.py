@@ -87,8 +87,9 @@ def test_dual_echo_series_in_one_folder_are_paired_by_echo_time(tmp_path):
     assert res.exit_code == 0, res.output
     a = json.loads((tmp_path / "a" / "both_perfmap.json").read_text())
     b = json.loads((tmp_path / "b" / "echo1_perfmap.json").read_text())
-    assert a["dual_echo"]["te1_s"] == 0.005 and a["dual_echo"]["te2_s"] == 0.02
-    assert a["leakage"]["method"] == "none"
+    assert a["dual_echo"]["te1_s"] == b["dual_echo"]["te1_s"] == 0.005
+    assert a["dual_echo"]["te2_s"] == b["dual_echo"]["te2_s"] == 0.02
+    assert a["leakage"]["method"] == b["leakage"]["method"] == "none"
     cbv_a = nib.load(tmp_path / "a" / "both_cbv.nii.gz").get_fdata()
     cbv_b = nib.load(tmp_path / "b" / "echo1_cbv.nii.gz").get_fdata()
     np.testing.assert_allclose(cbv_a, cbv_b, rtol=1e-5, equal_nan=True)

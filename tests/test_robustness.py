@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from perfmap.cli.robustness import robustness as robustness_cmd
 from perfmap.io.tables import read_tsv
-from perfmap.pipeline.robustness import add_noise, baseline_snr, noise_seed
+from perfmap.pipeline.noise import add_noise, baseline_snr, noise_seed
 
 LEVELS = (40.0, 20.0, 10.0)
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import click
 
 from ..core.curves import RESIDUE_SHAPES
+from ..pipeline.acquisition import DSC_TE, DSC_TR
 from ._common import handle_errors
 from .options import kind_option, overwrite_option, seed_option, verbosity, verbosity_option
 
 #: Fewest frames a phantom can have: the default 2 non-steady-state frames plus
 #: 30 for baseline, bolus and recirculation (``perfmap.core.phantom`` refuses fewer).
 MIN_FRAMES = 32
+#: Fewest voxels a phantom has along x and y (``perfmap.core.phantom`` refuses fewer).
+MIN_INPLANE = 16
+#: Voxel size (mm) of the phantoms ``perfmap simulate`` writes (``make_phantom``'s default).
+VOXEL_MM = (2.0, 2.0, 5.0)
 
 
 def _parse_shape(ctx, param, value):
@@ -21,6 +26,33 @@ def _parse_shape(ctx, param, value):
     if len(shape) != 3 or min(shape) < 1:
         raise click.BadParameter(f"{value!r} is not a grid size like 64x64x12")
     return shape
+
+
+def _check_shape(shape) -> None:
+    """Refuse, naming ``--shape``, a grid too small for the phantom's regions."""
+    from ..core.phantom_parts import anatomy_masks
+    from ..errors import ParameterError
+
+    name = "x".join(map(str, shape))
+    if min(shape[:2]) < MIN_INPLANE:
+        raise ParameterError(f"--shape {name}: a phantom must be 3D with at least "
+                             f"{MIN_INPLANE}x{MIN_INPLANE} voxels in-plane")
+    try:
+        anatomy_masks(shape, VOXEL_MM)       # every region (artery, tumour, ...) must fit
+    except ParameterError as exc:
+        raise ParameterError(f"--shape {name}: {exc}") from None
+
+
+def _plausible(rng):
+    """A callback refusing values outside an accepted acquisition range (README)."""
+
+    def check(ctx, param, value):
+        if value is not None and not (rng.lo <= value <= rng.hi):
+            raise click.BadParameter(f"{value:g} {rng.unit} is not a plausible DSC {rng.name} "
+                                     f"(accepted {rng.lo:g}-{rng.hi:g} {rng.unit})")
+        return value
+
+    return check
 
 
 @click.command()
@@ -37,10 +69,10 @@ def _parse_shape(ctx, param, value):
 @click.option("--frames", "n_frames", type=click.IntRange(min=MIN_FRAMES), default=60,
               show_default=True, help=f"Number of dynamic frames (at least {MIN_FRAMES}: "
               "non-steady-state frames, baseline, bolus and recirculation).")
-@click.option("--tr", type=click.FloatRange(min=0.0, min_open=True), default=1.5,
-              show_default=True, help="Frame interval (s).")
-@click.option("--te", type=click.FloatRange(min=0.0, min_open=True), default=0.03,
-              show_default=True, help="Echo time (s).")
+@click.option("--tr", type=float, default=1.5, callback=_plausible(DSC_TR),
+              show_default=True, help=f"Frame interval (s, {DSC_TR.lo:g}-{DSC_TR.hi:g}).")
+@click.option("--te", type=float, default=0.03, callback=_plausible(DSC_TE),
+              show_default=True, help=f"Echo time (s, {DSC_TE.lo:g}-{DSC_TE.hi:g}).")
 @click.option("--residue", type=click.Choice(RESIDUE_SHAPES), default="exponential",
               show_default=True, help="Residue function shape.")
 @click.option("--delay", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
@@ -84,6 +116,7 @@ def simulate(out_dir, kind, n_subjects, snr, hgg_fraction, shape, n_frames, tr, 
     else:
         from ..simulate import simulate_cohort
 
+        _check_shape(shape)
         spec = None
         if leakage or flip_angle is not None:
             spec = {"flip_angle": flip_angle} if flip_angle is not None else True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -25,12 +26,20 @@ def _range(ctx, param, value):
     return (lo_f, hi_f)
 
 
+def _positive(ctx, param, value):
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise click.BadParameter(f"{value:g} must be a positive finite number", ctx=ctx,
+                                 param=param)
+    return value
+
+
 @click.command()
 @click.option("--out", type=click.Path(dir_okay=False), default="models/phae_dsc.pt",
               show_default=True, help="Weights file to write (a model card .json is written "
               "next to it).")
 @click.option("--epochs", type=click.IntRange(min=1), default=65, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, callback=_positive,
+              help="Adam learning rate.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=1536, show_default=True)
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True, help="Learning rate: constant (the paper) or cosine decay "
@@ -76,12 +85,17 @@ def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_c
     how to fine-tune on your scanner (with --init models/phae_dsc.pt).
     """
     from ..errors import OutputExistsError
+    from ..io.outputs import check_folder
     from ..neural.train import TrainOptions
     from ..pipeline.train import run_training as run_train
 
     out_path = Path(out)
     if out_path.exists() and not overwrite and not resume:
         raise OutputExistsError(f"{out_path}: exists; use --overwrite to replace it")
+    # Where the weights, card and checkpoints go must be usable before hours of training.
+    check_folder(out_path.parent, "--out")
+    if checkpoint is not None:
+        check_folder(Path(checkpoint).parent, "--checkpoint")
     opts = TrainOptions(out=str(out_path), n_curves=n_curves, epochs=epochs, lr=lr,
                         batch_size=batch_size, schedule=schedule, seed=seed,
                         val_fraction=val_fraction, device=device, snr_range=snr_range,

@@ -52,12 +52,12 @@ def _load_image(path: Path, what: str):
     import logging
     import warnings
 
-    import nibabel as nib
-
     if not path.exists():
         raise ImageReadError(f"{path}: {what} file not found")
     if path.is_dir():
         raise ImageReadError(f"{path}: {what} is a directory, expected a NIfTI file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: {what} file is empty (0 bytes)")
     nib_logger = logging.getLogger("nibabel.global")
     saved = nib_logger.handlers[:], nib_logger.propagate, nib_logger.level
     records: list = []
@@ -67,7 +67,7 @@ def _load_image(path: Path, what: str):
     nib_logger.propagate = False
     nib_logger.setLevel(logging.WARNING)
     try:
-        img = nib.load(str(path))
+        img, head = _open(path)
         dtype = img.get_data_dtype()
         if dtype.fields is not None or dtype.kind not in "biuf":
             raise ImageReadError(f"{path}: {what} has data type {dtype}, not real numbers "
@@ -80,6 +80,7 @@ def _load_image(path: Path, what: str):
             raise ImageReadError(f"{path}: {what} is corrupt or truncated: its header "
                                  f"describes {'x'.join(map(str, shape)) or 'no'} voxels of "
                                  f"{dtype}, which the file cannot hold")
+        _check_pixdim(img, head, path, what)
         data = _scaled_float32(img.dataobj)
     except PerfmapError:
         raise
@@ -97,6 +98,57 @@ def _load_image(path: Path, what: str):
     for record in records:
         warnings.warn(f"{path}: {record.getMessage()}", UserWarning, stacklevel=2)
     return img, data
+
+
+def _open(path: Path):
+    """``(image, header bytes as stored)`` of ``path``; a ``.gz`` file is decompressed
+    whole first.
+
+    nibabel reads a compressed image only up to the end of its data, so it never
+    reaches the gzip trailer: a file whose last bytes are missing, or whose data
+    no longer match the trailer's CRC-32 (damaged in transfer or storage), loads
+    without a word. :func:`gzip.decompress` checks the trailer of every member,
+    at the cost of holding the decompressed bytes once (the same single pass).
+    """
+    import gzip
+
+    import nibabel as nib
+
+    if not str(path).endswith(".gz"):
+        with open(path, "rb") as fh:
+            head = fh.read(540)
+        return nib.load(str(path)), head
+    raw = gzip.decompress(path.read_bytes())
+    size = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+    size_be = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else 0
+    for n, klass in ((540, nib.Nifti2Image), (348, nib.Nifti1Image)):
+        if n in (size, size_be):
+            return klass.from_bytes(raw), raw[:540]
+    raise ValueError("the decompressed file does not start with a NIfTI header")
+
+
+def _check_pixdim(img, head: bytes, path: Path, what: str) -> None:
+    """Refuse voxel sizes (pixdim[1..3] of the spatial axes present) that are not positive.
+
+    NIfTI-1 requires them positive; a zero, negative or NaN value means a damaged or
+    hand-edited header whose qform (built from pixdim) is degenerate. nibabel replaces
+    zero and negative values while reading (with a log message), so the header is read
+    again here from ``head``, the header bytes as stored.
+    """
+    import io
+
+    import nibabel as nib
+
+    if not isinstance(img.header, nib.Nifti1Header):      # NIfTI-1 and NIfTI-2 only
+        return
+    header = type(img.header).from_fileobj(io.BytesIO(head), check=False)
+    pixdim = np.asarray(header["pixdim"], dtype=np.float64)
+    n_spatial = min(3, len(img.shape))
+    for i in range(1, n_spatial + 1):
+        if not (np.isfinite(pixdim[i]) and pixdim[i] > 0):
+            raise ImageReadError(f"{path}: {what} header has voxel size pixdim[{i}] = "
+                                 f"{pixdim[i]:g}; voxel sizes must be positive (corrupt or "
+                                 "hand-edited header)")
 
 
 def _scaled_float32(proxy) -> np.ndarray:
@@ -201,7 +253,8 @@ def sidecar_frame_times(value, n_frames: int, path) -> np.ndarray:
 
 
 def _positive_seconds(value, name: str, source: str) -> float:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str)):
+        # JSON strings ("0.03") and booleans are not numbers, whatever they spell
         raise ParameterError(f"{source}: {name} {value!r} is not a number")
     try:
         v = float(value)
@@ -210,6 +263,25 @@ def _positive_seconds(value, name: str, source: str) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ParameterError(f"{source}: {name} must be positive, got {v}")
     return v
+
+
+def _check_flip_angle(value, n_frames: int, path: Path) -> None:
+    """A sidecar's ``FlipAngle``: a finite number of degrees, or one per volume (a list, as
+    a variable-flip-angle series has). Raises :class:`ParameterError` naming the sidecar."""
+    where = f"{Path(path).with_name(stem_of(path) + '.json')}: FlipAngle"
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+    if isinstance(value, list):
+        if len(value) != n_frames:
+            raise ParameterError(f"{where} lists {len(value)} angles but the series has "
+                                 f"{n_frames} volumes (give one number, or one per volume)")
+        bad = [v for v in value if not number(v)]
+        if bad:
+            raise ParameterError(f"{where} must hold only numbers of degrees; found {bad[0]!r}")
+    elif not number(value):
+        raise ParameterError(f"{where} {value!r} is not a number of degrees")
 
 
 def _timing(override, name: str, sidecar: dict, key: str, path: Path):
@@ -257,6 +329,8 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None,
     for key in ("FlipAngle", "MagneticFieldStrength", "SeriesDescription", "ProtocolName"):
         if key in sidecar:
             meta[key] = sidecar[key]
+    if "FlipAngle" in sidecar:
+        _check_flip_angle(sidecar["FlipAngle"], raw.shape[3], path)
     if "RepetitionTimeExcitation" in sidecar:
         meta["RepetitionTimeExcitation"] = _positive_seconds(
             sidecar["RepetitionTimeExcitation"], "RepetitionTimeExcitation", f"{path} sidecar")
@@ -275,11 +349,12 @@ def load_nifti_4d(path, te: Optional[float] = None, tr: Optional[float] = None,
 def load_map(path, ref: Volume4D, what: str = "map") -> np.ndarray:
     """Read a 3D float map (e.g. T1 in s) and check it lies on ``ref``'s grid.
 
-    Returns float64; NaN/Inf are kept (voxels without a value).
+    Returns float64; NaN/Inf are kept (voxels without a value), but a map with
+    no finite value at all is refused.
 
     Raises
     ------
-    ImageReadError, ShapeError
+    ImageReadError, ShapeError, InputDataError
     """
     path = Path(path)
     img, data = _load_image(path, what)
@@ -292,17 +367,20 @@ def load_map(path, ref: Volume4D, what: str = "map") -> np.ndarray:
     if not np.allclose(img.affine, ref.affine, atol=AFFINE_TOLERANCE_MM):
         raise ShapeError(f"{path}: the {what} is on another grid than the series (affines "
                          "differ); resample it onto the series first")
+    if not np.isfinite(data).any():
+        raise InputDataError(f"{path}: the {what} has no finite value (all NaN or Inf)")
     return data
 
 
 def load_mask(path, ref: Volume4D, what: str = "mask") -> np.ndarray:
-    """Read a 3D mask (non-zero = inside) and check it lies on ``ref``'s grid.
+    """Read a 3D binary mask (0 outside, one positive value inside) on ``ref``'s grid.
 
     Raises
     ------
     ImageReadError, ShapeError, InputDataError
         Unreadable file, other shape or affine than the series, NaN/Inf
-        values, or empty mask.
+        values, more than one non-zero value or a negative one (a label or
+        probability map), or empty mask.
     """
     path = Path(path)
     img, raw = _load_image(path, what)
@@ -321,6 +399,12 @@ def load_mask(path, ref: Volume4D, what: str = "mask") -> np.ndarray:
     if not finite.all():
         raise InputDataError(f"{path}: {what} contains {int(np.count_nonzero(~finite))} NaN or "
                              "Inf values; a mask holds 0 outside and non-zero inside")
+    values = np.unique(data[data != 0])
+    if values.size > 1 or (values.size == 1 and values[0] < 0):
+        shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if values.size > 4 else "")
+        raise InputDataError(f"{path}: {what} is not binary: its non-zero values are "
+                             f"{shown} (a label or probability map?); give a mask with 0 "
+                             "outside and one positive value inside")
     mask = np.asarray(data) > 0
     if not mask.any():
         raise InputDataError(f"{path}: {what} is empty (no non-zero voxel)")

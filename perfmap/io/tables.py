@@ -95,7 +95,7 @@ def read_curve(path, n_frames: int) -> np.ndarray:
     ShapeError
         Not exactly ``n_frames`` values.
     InputDataError
-        NaN/Inf values.
+        NaN/Inf values, no positive value, or the same value in every frame.
     """
     path = Path(path)
     text = read_text_file(path, "AIF curve")
@@ -121,6 +121,12 @@ def read_curve(path, n_frames: int) -> np.ndarray:
                          f"{n_frames} frames")
     if not np.all(np.isfinite(values)):
         raise InputDataError(f"{path}: the AIF curve contains NaN or Inf values")
+    if not np.any(values > 0):
+        raise InputDataError(f"{path}: the AIF curve has no positive value; it must hold "
+                             "the arterial concentration (dR2* in 1/s for DSC, mM for DCE)")
+    if np.ptp(values) == 0:
+        raise InputDataError(f"{path}: the AIF curve is constant ({values[0]:g} in every "
+                             "frame): it holds no bolus")
     return values
 
 

@@ -267,6 +267,41 @@ def _subject_options(entry, kind: str, options: Optional[dict]) -> dict:
     return out
 
 
+def check_method_params(methods: Sequence[str], method_params: Optional[dict] = None,
+                        kind: str = "dsc") -> None:
+    """Construct each method's backend once with its ``--param`` values (and ``--model``
+    weights), so that a value it refuses stops the run before anything is written
+    instead of failing every subject.
+
+    Raises
+    ------
+    ParameterError, ModelError
+        The message names the method and the parameters given.
+    """
+    from ..deconv import available as deconv_methods
+    from ..deconv import make_backend
+    from ..kinetics import available as kinetic_methods
+    from ..kinetics import get_model
+
+    for method in methods:
+        params = dict((method_params or {}).get(method, {}))
+        given = " ".join(f"--param {k}={v}" for k, v in params.items()
+                         if k not in ("device", "model"))
+        try:
+            if kind == "dce" and method in kinetic_methods():
+                try:
+                    get_model(method)(**params)
+                except (TypeError, ValueError) as exc:
+                    if isinstance(exc, PerfmapError):
+                        raise
+                    raise ParameterError(f"invalid parameter for method {method}: "
+                                         f"{exc}") from None
+            elif method in deconv_methods():
+                make_backend(method, **params)
+        except ParameterError as exc:
+            raise ParameterError(f"{exc}" + (f" (given: {given})" if given else "")) from None
+
+
 def prepare_batch(manifest: Manifest, out_dir, methods: Sequence[str], *,
                   resume: bool = False, overwrite: bool = False,
                   method_params: Optional[dict] = None,
@@ -452,6 +487,7 @@ def run_batch(manifest_path, out_dir, methods: Sequence[str] = ("osvd",), *,
         A failing subject does not raise; it becomes a ``failed`` row.
     """
     manifest = read_manifest(manifest_path)
+    check_method_params(check_methods(methods, kind), method_params, kind)
     plan = prepare_batch(manifest, out_dir, methods, resume=resume, overwrite=overwrite,
                          method_params=method_params, command=command, kind=kind,
                          model_options=model_options)

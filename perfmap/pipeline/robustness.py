@@ -40,21 +40,19 @@ import logging
 import math
 import os
 import warnings
-import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..core.brainmask import auto_brain_mask
-from ..core.concentration import detect_baseline
-from ..errors import InputDataError, OutputExistsError, ParameterError, PerfmapError
+from ..errors import OutputExistsError, ParameterError, PerfmapError
 from ..io import nifti, tables
 from ..io.outputs import OutputSet, check_folder, write_text_atomic
 from . import batch as batch_mod
 from . import executors
 from .kinds import get_kind
+from .noise import add_noise, baseline_region, baseline_snr, noise_seed
 from .manifest import (COHORT_NAME, Manifest, ManifestEntry, base_row, failed_row,
                        format_manifest, read_manifest, write_cohort)
 
@@ -70,104 +68,6 @@ logger = logging.getLogger(__name__)
 def level_name(level: float) -> str:
     """Folder name of an SNR level (``snr50``, ``snr7.5``)."""
     return f"snr{level:g}"
-
-
-def noise_seed(seed: int, subject: str, level: float) -> np.random.SeedSequence:
-    """Seed of the noise added to ``subject`` at ``level`` (stable across processes)."""
-    return np.random.SeedSequence([int(seed), zlib.crc32(subject.encode("utf-8")),
-                                   int(round(level * 1000))])
-
-
-def baseline_region(data: np.ndarray, mask: Optional[np.ndarray] = None, kind: str = "dsc"):
-    """Brain mask and baseline window of a 4D signal, as the pipeline finds them.
-
-    Parameters
-    ----------
-    data : ndarray, shape (X, Y, Z, T)
-        DSC or DCE signal.
-    mask : ndarray of bool, shape (X, Y, Z), optional
-        Brain mask; by default the automatic one
-        (:func:`perfmap.core.brainmask.auto_brain_mask` of the baseline image).
-    kind : {"dsc", "dce"}
-        DSC: the bolus lowers the mean brain signal; DCE: it raises the signal of
-        the most enhancing voxels (:func:`perfmap.models.dce_steps.enhancement_baseline`).
-
-    Returns
-    -------
-    mask : ndarray of bool
-    window : BaselineWindow
-        Steady pre-bolus frames ``[start, stop)``.
-    """
-    def detect(region):
-        if kind == "dce":
-            from ..models.dce_steps import enhancement_baseline, enhancing_curve
-
-            return enhancement_baseline(enhancing_curve(data[region]))
-        return detect_baseline(data[region].mean(axis=0))
-
-    if mask is None:
-        rough = auto_brain_mask(data.mean(axis=-1))
-        window = detect(rough)
-        mask = auto_brain_mask(data[..., window.start:window.stop].mean(axis=-1))
-    return mask, detect(mask)
-
-
-def baseline_snr(data: np.ndarray, mask: np.ndarray, window) -> tuple:
-    """Mean baseline signal and noise SD inside ``mask`` (see the module notes).
-
-    Returns
-    -------
-    (float, float, float)
-        ``mean``, ``sd`` and ``snr = mean / sd`` (inf when ``sd`` is 0).
-
-    Examples
-    --------
-    >>> from types import SimpleNamespace
-    >>> rng = np.random.default_rng(0)
-    >>> data = 100.0 + 2.0 * rng.standard_normal((8, 8, 2, 20))
-    >>> m, sd, snr = baseline_snr(data, np.ones((8, 8, 2), bool),
-    ...                           SimpleNamespace(start=0, stop=20))
-    >>> round(snr)
-    50
-    """
-    base = np.asarray(data[mask][:, window.start:window.stop], dtype=np.float64)
-    if base.shape[1] < 2:
-        raise InputDataError("the baseline has fewer than 2 frames; its SNR cannot be measured")
-    mean = float(base.mean())
-    sd = float(np.sqrt(base.var(axis=1, ddof=1).mean()))
-    return mean, sd, (mean / sd if sd > 0 else math.inf)
-
-
-def add_noise(data: np.ndarray, snr: float, mean: float, sd: float,
-              rng: np.random.Generator) -> tuple:
-    """Add Gaussian noise so that ``mean / noise SD`` becomes ``snr``.
-
-    Parameters
-    ----------
-    data : ndarray
-        Signal (not modified).
-    snr : float
-        Target SNR.
-    mean, sd : float
-        Current mean baseline signal and noise SD (:func:`baseline_snr`).
-    rng : numpy.random.Generator
-        Noise source.
-
-    Returns
-    -------
-    noisy : ndarray, float32
-        ``data`` plus the noise (a copy of ``data`` when none is added).
-    added_sd : float
-        Standard deviation of the added noise (0 when the data are already
-        noisier than ``snr``).
-    """
-    added_var = (mean / snr) ** 2 - sd ** 2
-    noisy = np.array(data, dtype=np.float32, copy=True)
-    if added_var <= 0:
-        return noisy, 0.0
-    added_sd = math.sqrt(added_var)
-    noisy += np.float32(added_sd) * rng.standard_normal(noisy.shape, dtype=np.float32)
-    return noisy, added_sd
 
 
 def _write_degraded(out: OutputSet, name: str, data: np.ndarray, volume) -> None:
@@ -328,6 +228,21 @@ def _check_levels(levels: Sequence[float]) -> tuple:
     return tuple(out)
 
 
+#: Cohort columns that hold text, never a grading metric.
+_TEXT_COLUMNS = ("subject", "grade", "kind", "method", "status", "error", "noise_note")
+
+
+def _check_metric(metric: str, manifest: Manifest, kind: str = "dsc") -> None:
+    """Refuse, before any work, a ``--metric`` the study's cohort table will not have."""
+    extras = [c for c in manifest.extra_columns if c not in ROBUSTNESS_COLUMNS]
+    text = _TEXT_COLUMNS + get_kind(kind).setting_columns
+    columns = [c for c in batch_mod.cohort_columns(kind) + extras + list(ROBUSTNESS_COLUMNS)
+               if c not in text]
+    if metric not in columns:
+        raise ParameterError(f"--metric {metric!r} is not a column of the study's cohort "
+                             f"table; choose from: {', '.join(columns)}")
+
+
 def _degraded_entry(entry: ManifestEntry, rec: dict, extras: Sequence[str]) -> ManifestEntry:
     extra = {c: entry.extra.get(c, "") for c in extras}
     extra.update(snr=f"{rec['snr']:g}", snr_input=f"{rec['snr_input']:.6g}",
@@ -394,6 +309,9 @@ def run_robustness(manifest_path, out_dir, levels: Sequence[float],
     levels = _check_levels(levels)
     manifest = read_manifest(manifest_path)
     methods = batch_mod.check_methods(methods, kind)
+    batch_mod.check_method_params(methods, method_params, kind)
+    if report:
+        _check_metric(metric, manifest, kind)
     out_dir = Path(os.path.abspath(check_folder(out_dir, "--out-dir")))
     root = out_dir / DEGRADED_DIR
     cohort_path = out_dir / COHORT_NAME

@@ -44,7 +44,7 @@ def exam_curves(manifest, config: dict, max_voxels: int = 20000, seed: int = 0,
 
     entries = read_manifest(manifest).entries
     rng = np.random.default_rng(seed)
-    sets = []
+    sets, notes = [], []
     for entry in entries:
         volume = load_series(entry.input, te=entry.te, tr=entry.tr)
         model, _ = get_kind("dsc").build_model(volume, "csvd", {}, leakage="none")
@@ -69,8 +69,10 @@ def exam_curves(manifest, config: dict, max_voxels: int = 20000, seed: int = 0,
         sets.append(CurveSet(x, np.broadcast_to(plan.valid, (k, plan.valid.size)).copy(),
                              nan, nan.copy(), nan.copy(),
                              source=[f"exam {entry.subject}: {k} curves from {entry.input}"]))
-        if log is not None:
-            log(f"{entry.subject}: {k} curves")
+        notes.append(f"{entry.subject}: {k} curves")
+    if log is not None:     # only once every exam is read: a bad one prints nothing else
+        for note in notes:
+            log(note)
     return CurveSet.concat(sets)
 
 
@@ -82,8 +84,8 @@ def run_training(opts, resume=None, command=None, progress: bool = True,
 
     extra = None
     if opts.manifest:
-        log(f"loading real exams from {opts.manifest}")
         extra = exam_curves(opts.manifest, opts.config, opts.max_voxels, seed=opts.seed,
                             log=log)
+        log(f"loaded real exams from {opts.manifest}")
     return train(opts, resume=resume, command=command, progress=progress, log=log,
                  extra_curves=extra, write=write_atomic)
