@@ -477,7 +477,7 @@ DCE_SIDECAR_EDITS = {
     "FlipAngle-null": {"FlipAngle": None}, "FlipAngle-true": {"FlipAngle": True},
     "FlipAngle-list": {"FlipAngle": [20, 25]}, "FlipAngle-nan": {"FlipAngle": NAN},
     "FlipAngle-object": {"FlipAngle": {"deg": 20}},
-    "FlipAngle-list-per-frame": {"FlipAngle": [20.0] * 40},
+    "FlipAngle-list-per-frame": {"FlipAngle": [float(5 + i % 3) for i in range(40)]},
     "RepetitionTimeExcitation-5-ms-as-s": {"RepetitionTimeExcitation": 5.0},
     "RepetitionTimeExcitation-text": {"RepetitionTimeExcitation": "fast"},
     "RepetitionTimeExcitation-null": {"RepetitionTimeExcitation": None},
@@ -1103,7 +1103,7 @@ for _n in ("truncated-half", "pickle-with-code", "other-architecture"):
         ["w.pt"])
 add("compute-dsc/model/with-non-neural-method",
     lambda c: c.dsc(c.w.dsc["input"], "--method", "osvd", "--model", c.w.weights),
-    [("--model", "osvd")])
+    [("--model", "osvd")], code=2)
 
 # ------------------------------------------------------------------ options
 

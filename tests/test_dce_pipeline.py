@@ -292,3 +292,20 @@ def test_cohort_options_belong_to_their_kind(tmp_path, phantom_cohort):
     res = invoke(["batch", manifest, "--out-dir", tmp_path / "b", "--t10", "1.2"])
     assert res.exit_code == 2 and "--t10 is a DCE option" in res.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_parker_aif(subject, tmp_path):
+    """--aif parker on the command line: no arterial mask is written, Ktrans close to truth
+    (the phantom's AIF is Parker's), and DSC refuses it with a sentence naming --kind dce."""
+    out = tmp_path / "o"
+    res = invoke(["compute", subject / "sub-01.nii.gz", "--kind", "dce", "--aif", "parker",
+                  "--mask", subject / "sub-01_brainmask.nii.gz", "--vfa",
+                  subject / "sub-01_vfa.nii.gz", "--roi",
+                  f"tumour={subject / 'sub-01_tumour.nii.gz'}", "--out-dir", out, "-q"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "sub-01_aifmask.nii.gz").exists()
+    prov = json.loads((out / "sub-01_perfmap.json").read_text())
+    truth = json.loads((subject / "sub-01.json").read_text())["perfmapPhantom"]
+    expected = truth["truth_roi_means"]["ktrans"]["mean_tumour"]
+    assert prov["aif"]["source"] == "parker"
+    assert prov["rois"]["tumour"]["ktrans_mean"] == pytest.approx(expected, rel=0.15)

@@ -34,10 +34,12 @@ Measured on the 2-core development machine (2026-11-30) over the 530 cases, with
   option is checked by Click (``train --lr -1/0/nan``, ``simulate --tr nan``) and
   the 4 ``XFAIL`` message cases below (the 7 tracebacks and 25 accepted inputs
   include the other 3 ``XFAIL`` cases); the module ran in 44 s;
-- after them: 523 pass and 7 are expected failures (``XFAIL`` below: 1 traceback,
-  2 accepted bad inputs, 4 messages that do not name the culprit), each caused by a
-  file this work does not change; 0 tracebacks, accepted bad inputs or hangs
-  otherwise; the module runs in 15-60 s (the machine is shared).
+- after them: 523 passed and 7 were expected failures (1 traceback, 2 accepted bad
+  inputs, 4 messages that did not name the culprit: ``--series`` with a NIfTI,
+  ``--model`` with a non-neural method, a non-numeric ``--param`` value, ``--te2``
+  negative or in ms, ``--aif parker`` for DSC, a per-volume FlipAngle list), fixed
+  next in the files they came from: all 530 pass, with 0 tracebacks, accepted bad
+  inputs or hangs; the module runs in 15-60 s (the machine is shared).
 """
 
 from __future__ import annotations
@@ -60,31 +62,7 @@ TIME_LIMIT_S = 60
 
 #: Cases that fail because of code outside the files this work may change, with the
 #: cause. ``strict``: a case that starts passing must be taken off this list.
-XFAIL: dict = {
-    "compute-dsc/option/series-with-nifti":
-        "--series is silently ignored for a NIfTI INPUT: perfmap/io/series.py load_series "
-        "passes it to the DICOM reader only",
-    "compute-dsc/model/with-non-neural-method":
-        "--model is silently dropped for a method that takes no weights (osvd): "
-        "perfmap/cli/options.py method_params adds it only for torch methods",
-    "compute-dsc/option/param-text-value":
-        "perfmap/deconv/registry.py make_backend reports a refused value as 'invalid "
-        "parameter for method osvd: could not convert string to float' without naming the "
-        "--param key",
-    "compute-dsc/option/te2-negative":
-        "perfmap/pipeline/kinds.py _second_echo passes --te2 to load_series as its te, so "
-        "the refusal names --te ('--te: TE must be positive')",
-    "compute-dsc/option/te2-ms":
-        "perfmap/pipeline/kinds.py _second_echo checks the second echo's TE against DSC_TE, "
-        "whose hint says 'give --te 0.06' instead of --te2",
-    "compute-dsc/aif-parker":
-        "perfmap/pipeline/compute.py _read_inputs takes --aif parker as a mask path for "
-        "--kind dsc ('parker: AIF mask file not found') instead of saying the Parker "
-        "population AIF is for DCE only",
-    "compute-dce/sidecar/FlipAngle-list-per-frame":
-        "perfmap/pipeline/kinds.py _dce_model calls float() on the dynamic series' "
-        "FlipAngle, which a sidecar may give as one angle per volume (TypeError traceback)",
-}
+XFAIL: dict = {}
 
 #: case id -> outcome, written as JSON to $PERFMAP_FUZZ_SUMMARY at the end of the module.
 OUTCOMES: dict = {}

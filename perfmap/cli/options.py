@@ -172,6 +172,9 @@ def method_params(methods, params: dict, device: str, model, kind: str = "dsc") 
             if model is not None:
                 mine.setdefault("model", model)
         out[m] = mine
+    if model is not None and not any(needs_torch(m) for m in methods):
+        raise click.BadParameter(f"--model gives the weights of a neural method; "
+                                 f"{', '.join(methods)} take(s) none", param_hint="--model")
     unknown = [k for k in params if k not in taken]
     if unknown:
         valid = sorted({k for m in methods for k in parameters(m)})

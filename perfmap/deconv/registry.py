@@ -125,4 +125,7 @@ def make_backend(name: str, **params):
     except ParameterError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ParameterError(f"invalid parameter for method {name}: {exc}") from None
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()
+                          if k not in ("device", "model"))
+        raise ParameterError(f"invalid parameter for method {name}"
+                             + (f" ({given})" if given else "") + f": {exc}") from None

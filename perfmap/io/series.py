@@ -44,6 +44,9 @@ def load_series(path, te=None, tr=None, series=None, min_frames: int = nifti.MIN
         return volume
     if not path.exists():
         raise ParameterError(f"{path}: input not found")
+    if series is not None:
+        raise ParameterError(f"{path}: --series picks a series in a DICOM folder; this input "
+                             "is a NIfTI file")
     if not nifti.is_nifti(path):
         raise ParameterError(f"{path}: input must be a .nii/.nii.gz file or a DICOM directory")
     return nifti.load_nifti_4d(path, te=te, tr=tr, min_frames=min_frames)

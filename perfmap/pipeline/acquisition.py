@@ -47,6 +47,7 @@ class Range:
 
 DSC_TE = Range("echo time TE", 0.001, 0.2, "s", "--te")
 DSC_TR = Range("repetition time TR (the frame interval)", 0.1, 10.0, "s", "--tr")
+DSC_TE2 = Range("echo time of the second echo", 0.001, 0.2, "s", "--te2")
 DCE_TR = Range("repetition time TR of the excitation", 0.0005, 0.05, "s", "--tr")
 DCE_FLIP = Range("flip angle", 1.0, 90.0, "deg", "--flip-angle")
 DCE_FRAME = Range("frame interval", 0.1, 120.0, "s", "--frame-interval")

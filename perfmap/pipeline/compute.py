@@ -86,10 +86,15 @@ class _Inputs:
     ref: Optional[np.ndarray]
 
 
-def _read_inputs(volume, aif, mask, rois, ref) -> _Inputs:
+def _read_inputs(volume, aif, mask, rois, ref, kind: str = "dsc") -> _Inputs:
     brain = None if mask in (None, "auto") else nifti.load_mask(mask, volume, "brain mask")
     if aif in (None, "auto"):
         aif_value, label = "auto", "auto"
+    elif aif == "parker":
+        if kind != "dce":
+            raise ParameterError("--aif parker is the Parker 2006 population AIF of DCE "
+                                 "(--kind dce); for DSC give 'auto', an arterial mask or a curve")
+        aif_value, label = "parker", "parker"
     elif tables.is_text_table(aif):
         aif_value, label = tables.read_curve(aif, volume.n_frames), f"curve {aif}"
     else:
@@ -160,7 +165,7 @@ def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
     t0 = time.perf_counter()
     if model is None:
         model, fit_inputs = build_model(volume, kind, method, method_params, **model_options)
-    inputs = _read_inputs(volume, aif, mask, rois, ref)
+    inputs = _read_inputs(volume, aif, mask, rois, ref, kind)
     load_s = time.perf_counter() - t0
     with _naming(volume.source):
         extra = {"frame_times": volume.frame_times, **(fit_inputs or {})}
@@ -168,7 +173,7 @@ def evaluate(volume, *, kind: str = "dsc", method: Optional[str] = None,
                         else inputs.brain_mask, aif=inputs.aif, **extra)
         maps = fit.maps
         prov = fit.provenance
-    if inputs.aif_label != "auto":
+    if inputs.aif_label not in ("auto", "parker"):
         prov["aif"]["source"] = inputs.aif_label
     if mask not in (None, "auto"):
         prov["mask"]["source"] = str(mask)
@@ -289,7 +294,8 @@ def compute(input_path, *, kind: str = "dsc", method: Optional[str] = None,
     model, fit_inputs = build_model(volume, kind, method, method_params, **model_options)
     stem = nifti.stem_of(input_path)
     out_dir = Path(out_dir) if out_dir is not None else input_path.resolve().parent
-    aif_voxels = not (aif not in (None, "auto") and tables.is_text_table(aif))
+    aif_voxels = not (aif == "parker" or (aif not in (None, "auto")
+                                          and tables.is_text_table(aif)))
     auto_mask = mask in (None, "auto")
     outputs = OutputSet(out_dir, output_names(stem, aif_voxels, auto_mask, kind, model),
                         overwrite)

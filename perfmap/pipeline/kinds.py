@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import InputDataError, ParameterError
 from ..io.volume import Volume4D
-from .acquisition import (DCE_FLIP, DCE_FRAME, DCE_TR, DSC_TE, DSC_TR, T10, check_frame_interval,
+from .acquisition import (DCE_FLIP, DCE_FRAME, DCE_TR, DSC_TE, DSC_TE2, DSC_TR, T10,
+                          check_frame_interval,
                           check_value, check_voxel_size)
 
 _KINDS: dict = {}
@@ -119,6 +120,8 @@ def _dsc_model(volume: Volume4D, method: str, method_params: dict, *, kh=None, r
                          volume.meta.get("frame_times_source", "frame times"))
     check_voxel_size(np.linalg.norm(volume.affine[:3, :3], axis=0), volume.source)
     fit_inputs = {}
+    if te2 is not None:
+        check_value(float(te2), DSC_TE2, volume.source, "--te2")
     if second_echo is not None:
         echo = _second_echo(volume, second_echo, te2)
         te2, fit_inputs["second_echo"] = echo.te, echo.data
@@ -165,7 +168,7 @@ def _second_echo(volume: Volume4D, path, te2) -> Volume4D:
         raise ParameterError(f"{where}: TR {echo.tr:g} s differs from the series' "
                              f"{volume.tr:g} s")
     _require(echo, echo.te, "echo time (TE) of the second echo", "--te2", "EchoTime")
-    check_value(echo.te, DSC_TE, where, echo.meta.get("te_source", "header"))
+    check_value(echo.te, DSC_TE2, where, echo.meta.get("te_source", "header"))
     if np.isclose(echo.te, volume.te, rtol=1e-6):
         raise ParameterError(f"{where}: its echo time {echo.te:g} s equals the series' TE; "
                              "the two echoes need different TEs (give --te2)")
@@ -245,7 +248,7 @@ def _dce_model(volume: Volume4D, method: str, method_params: dict, *, frame_inte
 
     _looks_like_dsc(volume)
     tr_s, times, sources = _dce_timing(volume, frame_interval)
-    flip = flip_angle if flip_angle is not None else volume.meta.get("FlipAngle")
+    flip = flip_angle if flip_angle is not None else _one_flip_angle(volume)
     _require_value(volume, flip, "flip angle", "--flip-angle", "FlipAngle (degrees)")
     check_value(float(flip), DCE_FLIP, volume.source,
                 "command line" if flip_angle is not None else "header")
@@ -260,6 +263,19 @@ def _dce_model(volume: Volume4D, method: str, method_params: dict, *, frame_inte
     model.sources = sources
     model.with_t10_map = "vfa" in fit_inputs          # STEM_t10.nii.gz is written
     return model, fit_inputs
+
+
+def _one_flip_angle(volume: Volume4D):
+    """The dynamic series' flip angle: its ``FlipAngle``, or the one angle a per-volume
+    list repeats (a list of different angles is a VFA series, not a dynamic one)."""
+    value = volume.meta.get("FlipAngle")
+    if isinstance(value, list):
+        if value and all(v == value[0] for v in value):
+            return value[0]
+        raise ParameterError(f"{volume.source}: FlipAngle lists different angles per volume "
+                             "(a variable-flip-angle series?); the dynamic series needs one "
+                             "angle: give --flip-angle")
+    return value
 
 
 def _require_value(volume, value, name, option, key):
