@@ -63,6 +63,9 @@ def main(argv=None):
     parser.add_argument("--no-e2e", action="store_true", help="skip end-to-end runs")
     parser.add_argument("--auto", action="store_true",
                         help="also time the default run (--mask auto --aif auto) end to end")
+    parser.add_argument("--extra", action="append", default=[], metavar="ARG",
+                        help="extra argument for this tree's 'perfmap compute' only (repeat; "
+                             "e.g. --extra=--leakage --extra=none)")
     parser.add_argument("--baseline-tree", metavar="DIR",
                         help="also time 'perfmap compute' from another source tree (e.g. a "
                              "'git worktree' of an older commit), interleaved with this one")
@@ -104,7 +107,7 @@ def main(argv=None):
             if not args.no_e2e:
                 given = ["--aif", aif, "--mask", mask]
                 e2e, mem, old = _end_to_end(inp, given, method, args.repeats, tmp / "given",
-                                            args.baseline_tree)
+                                            args.baseline_tree, args.extra)
                 if args.auto:
                     auto, auto_mem, _ = _end_to_end(inp, [], method, args.repeats,
                                                     tmp / "auto")
@@ -124,21 +127,21 @@ def main(argv=None):
                   f"{mem:.0f} |")
 
 
-def _end_to_end(inp, options, method, repeats, out_root, baseline_tree=None):
+def _end_to_end(inp, options, method, repeats, out_root, baseline_tree=None, extra=()):
     """Median wall seconds, largest peak RSS (MiB) of ``perfmap compute`` runs, and the
     median wall seconds of the same runs from ``baseline_tree`` (NaN without one),
     alternating the two so both see the same machine load."""
     walls, mems, old = [], [], []
     for i in range(repeats):
-        cmd = [sys.executable, "-m", "perfmap", "compute", inp, *options, "--method", method,
-               "--out-dir", str(out_root / f"{method}_{i}"), "-q"]
+        base = [sys.executable, "-m", "perfmap", "compute", inp, *options, "--method", method]
+        cmd = base + list(extra) + ["--out-dir", str(out_root / f"{method}_{i}"), "-q"]
         wall, peak, code = _run_child(cmd, {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         if code != 0:
             raise SystemExit(f"perfmap compute failed for {method}")
         walls.append(wall)
         mems.append(peak)
         if baseline_tree:
-            cmd[-2] = str(out_root / f"{method}_{i}_baseline")
+            cmd = base + ["--out-dir", str(out_root / f"{method}_{i}_baseline"), "-q"]
             wall, _, code = _run_child(cmd, {"PYTHONPATH": str(Path(baseline_tree).resolve())})
             if code != 0:
                 raise SystemExit(f"perfmap compute from {baseline_tree} failed for {method}")
