@@ -246,8 +246,9 @@ def test_qiba_v6_from_dicom_through_the_command_line(shared_data, tmp_path):
                   tmp_path / "aif.nii.gz", "--mask", tmp_path / "mask.nii.gz", "--t1",
                   tmp_path / "t1.nii.gz", "--hct", "0.45", "--out-dir", out, "-q"])
     assert res.exit_code == 0, res.output
-    ktrans = nib.load(out / "DICOM_ktrans.nii.gz").get_fdata()[:, :, 0]
-    ve = nib.load(out / "DICOM_ve.nii.gz").get_fdata()[:, :, 0]
+    # a folder named DICOM takes its parent's name first (v6_DCEMRIjl_DICOM_...)
+    ktrans = nib.load(out / "v6_DCEMRIjl_DICOM_ktrans.nii.gz").get_fdata()[:, :, 0]
+    ve = nib.load(out / "v6_DCEMRIjl_DICOM_ve.nii.gz").get_fdata()[:, :, 0]
     for i, k in enumerate(V6_KTRANS):
         y0 = Y - 1 - (10 + 10 * i + 9)
         for j, v in enumerate(V6_VE):

@@ -93,3 +93,18 @@ def test_dual_echo_series_in_one_folder_are_paired_by_echo_time(tmp_path):
     cbv_a = nib.load(tmp_path / "a" / "both_cbv.nii.gz").get_fdata()
     cbv_b = nib.load(tmp_path / "b" / "echo1_cbv.nii.gz").get_fdata()
     np.testing.assert_allclose(cbv_a, cbv_b, rtol=1e-5, equal_nan=True)
+
+
+def test_two_exams_in_folders_named_dicom_do_not_collide(tmp_path):
+    """sub01/DICOM and sub02/DICOM computed into one output folder write different names."""
+    ph = make_phantom(shape=(48, 48, 4), n_frames=45, snr=40.0, seed=11)
+    stored = np.rint(np.clip(ph.signal, 0, None) / 0.1).astype(np.int16)
+    px = np.transpose(stored, (3, 2, 1, 0))
+    out = tmp_path / "maps"
+    for sub in ("sub01", "sub02"):
+        write_classic_series(tmp_path / sub / "DICOM", px, slope=0.1, frame_interval=ph.tr,
+                             te_ms=ph.te * 1000.0)
+        res = invoke(["compute", tmp_path / sub / "DICOM", "--out-dir", out, "-q"])
+        assert res.exit_code == 0, res.output
+    assert (out / "sub01_DICOM_perfmap.json").is_file()
+    assert (out / "sub02_DICOM_perfmap.json").is_file()

@@ -27,14 +27,30 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 AFFINE_TOLERANCE_MM = 1e-3
 
 
+#: DICOM folder names that say nothing about the exam: the parent folder's name goes first.
+GENERIC_DICOM_NAMES = ("dicom", "dcm", "dicomdir", "images", "image", "data", "series")
+
+
 def stem_of(path) -> str:
-    """File name without ``.nii``/``.nii.gz`` (for a directory: its name)."""
+    """File name without ``.nii``/``.nii.gz``; for a directory its name, preceded by its
+    parent's when the name is generic (``sub01/DICOM`` -> ``sub01_DICOM``), so that two
+    exams' ``DICOM`` folders do not write the same output names.
+
+    Examples
+    --------
+    >>> stem_of("maps/sub01.nii.gz")
+    'sub01'
+    """
     p = Path(path)
     name = p.name
     for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
-    return p.name if p.is_dir() else p.stem
+    if not p.is_dir():
+        return p.stem
+    if name.lower() in GENERIC_DICOM_NAMES and p.resolve().parent.name:
+        return f"{p.resolve().parent.name}_{name}"
+    return name
 
 
 def is_nifti(path) -> bool:
