@@ -205,7 +205,8 @@ def test_backend_contract_failed_rows_and_chunks(curves_aif):
     assert fit.flow.shape == fit.tmax.shape == fit.mtt.shape == (23,)
     assert fit.flow.dtype == np.float32 and fit.failed.dtype == bool
     assert fit.failed.tolist() == [i in (3, 5) for i in range(23)]
-    assert fit.n_failed == 2 and fit.info["failed_no_bolus"] == 2
+    # the NaN row is failed by the base class; the backend counts the curve without a bolus
+    assert fit.n_failed == 2 and fit.info["failed_no_bolus"] == 1
     assert fit.flow[9] == 0.0 and fit.tmax[9] == 0.0 and np.isnan(fit.mtt[9])
     small = get_backend("phae2")(device="cpu", chunk_size=4, batch_size=8).fit(conc, aif, 1.5)
     large = get_backend("phae2")(device="cpu", chunk_size=1000, batch_size=8).fit(conc, aif, 1.5)

@@ -26,8 +26,8 @@ def _range(ctx, param, value):
 
 
 #: Defaults that differ between the tasks: (phae, phae2).
-TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs": (65, 16),
-                 "lr": (1e-4, 1e-3), "batch_size": (1536, 256), "n_curves": (100000, 200000)}
+TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs": (65, 12),
+                 "lr": (1e-4, 1e-3), "batch_size": (1536, 256), "n_curves": (100000, 100000)}
 
 
 @click.command()
@@ -37,7 +37,7 @@ TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs":
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Weights file to write (a model card .json is written next to it) "
               "[default: models/phae_dsc.pt or models/phae2_dsc.pt].")
-@click.option("--epochs", type=click.IntRange(min=1), help="[default: 65 (phae), 16 (phae2)]")
+@click.option("--epochs", type=click.IntRange(min=1), help="[default: 65 (phae), 12 (phae2)]")
 @click.option("--lr", type=float, help="Adam learning rate [default: 1e-4 (phae), 1e-3 "
               "(phae2)].")
 @click.option("--batch-size", type=click.IntRange(min=2),
@@ -51,7 +51,7 @@ TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs":
 @device_option
 @click.option("--n-curves", type=click.IntRange(min=0),
               help="Simulated training curves (0: only the --manifest exams) [default: "
-              "100000 (phae), 200000 (phae2)].")
+              "100000 (both tasks)].")
 @click.option("--snr", "snr_range", callback=_range, default="5:200", show_default=True,
               metavar="LOW:HIGH", help="Baseline SNR range of the simulated curves.")
 @click.option("--mtt", "mtt_range", callback=_range, default="1:20", show_default=True,

@@ -39,8 +39,8 @@ class TrainOptions2:
     """Every PHAE2 training setting (recorded in the model card)."""
 
     out: str = "models/phae2_dsc.pt"
-    n_curves: int = 60000
-    epochs: int = 6
+    n_curves: int = 100000
+    epochs: int = 12
     lr: float = 1e-3
     batch_size: int = 256
     seed: int = 0
