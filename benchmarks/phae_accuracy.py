@@ -1,146 +1,150 @@
-"""Accuracy of PHAE against oSVD and Tikhonov on simulated phantoms at several SNRs.
+"""Accuracy of PHAE and PHAE2 against oSVD and Tikhonov on phantoms with mixed residues.
 
-For each SNR a cohort of phantoms (:func:`perfmap.simulate.simulate_cohort`,
-64 x 64 x 12 voxels, 60 frames of 1.5 s, exponential residue, half HGG and
-half LGG; seeds that the PHAE training never saw: training uses
-:func:`perfmap.neural.data.simulate_curves`, not these phantoms) is written to
-a temporary folder and every method runs through the full pipeline
-(:func:`perfmap.pipeline.compute`) with the true arterial mask, the brain
-mask, the tumour ROI and the contralateral white-matter reference ROI.
+For each SNR a cohort of phantoms (:func:`perfmap.core.phantom.make_phantom`,
+64 x 64 x 12 voxels, 60 frames of 1.5 s, TE 30 ms) cycles through the residue
+shapes exponential, Lorentzian, gamma (shape 2), linear and boxcar, with
+alternating HGG/LGG tumours; seeds ``--seed + 100 * SNR + i`` are never used
+in training (the networks are trained on :mod:`perfmap.neural.data` /
+:mod:`perfmap.neural.phae2_data` curves, not on phantoms). Every method runs
+through the array API, ``DSCModel(method, te=, tr=, leakage="none")``, with
+the true arterial mask and the brain mask.
 
-Metrics, per method and SNR (medians over subjects or over tissue voxels of
-all subjects; relative error = ``|estimate / truth - 1|``):
+Metrics per method and SNR, over the tissue voxels (brain minus artery) of
+all subjects; ``r = estimate / truth``:
 
-``ratio_err``
-    Tumour-to-NAWM CBF ratio (ROI means, the glioma-grading number) against
-    the true ratio.
-``rcbf_err``
-    Voxelwise white-matter-normalised CBF, ``CBF / mean CBF(ref)``, against
-    the same quantity of the truth maps (tissue voxels; unfitted voxels are
-    left out and counted in ``unfitted``).
-``mtt_err``
-    Voxelwise MTT against the true MTT.
+``rcbf``   WM-normalised CBF, ``CBF / mean CBF(NAWM ref)`` against the same
+           ratio of the truth maps;
+``mtt``    the MTT map (``60 CBV / CBF``, CBV from the integral ratio, as
+           every backend's map);
+``mtt_fit`` (PHAE/PHAE2 only) the encoder's own MTT (``fit.deconvolution.mtt``);
+``ratio``  tumour/NAWM CBF ratio (ROI means) per subject.
 
-Run (slow; use ``nice`` on shared machines)::
+For each: ``err`` the median of ``|r - 1|`` (the headline number), ``bias``
+the median of ``r - 1`` (voxels) or the mean signed error (ratios), ``spread``
+half the interquartile range of ``r`` divided by its median (voxels) or the
+standard deviation of the signed errors over subjects (ratios). Unfitted
+voxels are left out for every method and counted.
 
-    python benchmarks/phae_accuracy.py [--subjects 6] [--snr 10 20 30 50] [--json out.json]
+Run::
+
+    python benchmarks/phae_accuracy.py [--subjects 5] [--snr 10 20 50] \
+        [--phae2-models a.pt b.pt ...] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from perfmap.io.nifti import load_3d
-from perfmap.io.tables import read_tsv
-from perfmap.pipeline import compute
-from perfmap.simulate import simulate_cohort
+from perfmap.core.phantom import make_phantom
+from perfmap.models import DSCModel
 
-METHODS = ("phae", "osvd", "tikhonov")
+METHODS = ("phae", "phae2", "osvd", "tikhonov")
+RESIDUES = ("exponential", "lorentzian", "gamma", "linear", "boxcar")
 
 
-def _subject_metrics(row, base: Path, result, truth_ratio) -> dict:
-    tumour, _ = load_3d(base / row["tumour"])
-    ref, _ = load_3d(base / row["ref"])
-    brain, _ = load_3d(base / row["mask"])
-    artery, _ = load_3d(base / row["aif"])
-    stem = row["subject"]
-    t_cbf, _ = load_3d(base / f"{stem}_truth_cbf.nii.gz")
-    t_mtt, _ = load_3d(base / f"{stem}_truth_mtt.nii.gz")
-    tissue = (brain > 0) & (artery == 0) & np.isfinite(t_cbf)
-    cbf, mtt = result.maps["cbf"], result.maps["mtt"]
-    ref_m = ref > 0
-    est_ref = np.nanmean(cbf[ref_m])
-    true_ref = np.mean(t_cbf[ref_m])
+def _stats(r) -> dict:
+    r = np.asarray(r, np.float64)
+    r = r[np.isfinite(r)]
+    if not r.size:
+        return {"err": np.nan, "bias": np.nan, "spread": np.nan}
+    q25, med, q75 = np.percentile(r, [25, 50, 75])
+    return {"err": float(np.median(np.abs(r - 1.0))), "bias": float(med - 1.0),
+            "spread": float((q75 - q25) / 2.0 / med) if med > 0 else np.nan}
+
+
+def subject_metrics(ph, fit) -> dict:
+    m = ph.masks
+    tissue = m["brain"] & ~m["aif"] & np.isfinite(ph.truth["cbf"])
+    cbf, mtt = fit.cbf, fit.mtt
+    ref = m["ref"]
     fitted = tissue & np.isfinite(cbf) & np.isfinite(mtt)
-    rcbf = (cbf[fitted] / est_ref) / (t_cbf[fitted] / true_ref)
-    ratio = result.provenance["rois"]["tumour"].get("cbf_ratio")
-    return {
-        "ratio": ratio, "true_ratio": truth_ratio,
-        "ratio_rel_err": abs(ratio / truth_ratio - 1.0) if ratio is not None else np.nan,
-        "rcbf_rel_err": np.abs(rcbf - 1.0),
-        "mtt_rel_err": np.abs(mtt[fitted] / t_mtt[fitted] - 1.0),
-        "unfitted": int(np.count_nonzero(tissue & ~fitted)),
-        "tissue": int(np.count_nonzero(tissue)),
-        "seconds": result.provenance["timings"]["deconvolution_s"],
-        "tumour_voxels": int(np.count_nonzero(tumour)),
-    }
+    est_ref, true_ref = np.nanmean(cbf[ref]), np.mean(ph.truth["cbf"][ref])
+    out = {"rcbf": (cbf[fitted] / est_ref) / (ph.truth["cbf"][fitted] / true_ref),
+           "mtt": mtt[fitted] / ph.truth["mtt"][fitted],
+           "unfitted": int(np.count_nonzero(tissue & ~fitted)),
+           "tissue": int(np.count_nonzero(tissue))}
+    if fit.deconvolution.mtt is not None:
+        enc = np.full(tissue.shape, np.nan, np.float32)
+        enc[fit.brain_mask] = fit.deconvolution.mtt
+        out["mtt_fit"] = enc[fitted] / ph.truth["mtt"][fitted]
+    ratio = np.nanmean(cbf[m["tumour"]]) / est_ref
+    out["ratio_signed"] = float(ratio / ph.params["cbf_ratio"] - 1.0)
+    out["seconds"] = float(fit.provenance["timings"].get("deconvolution_s", np.nan))
+    return out
 
 
-def run(snrs=(10, 20, 30, 50), subjects: int = 6, methods=METHODS, seed: int = 9000,
-        shape=(64, 64, 12), model=None, workdir=None, log=print) -> list[dict]:
-    """One row per (SNR, method) with the median errors (see the module docstring)."""
+def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
+        shape=(64, 64, 12), phae2_models=None, delay: float = 0.0, log=print) -> list[dict]:
+    """One row per (SNR, method label) with bias, spread and error (module docstring)."""
+    labels = []
+    for method in methods:
+        if method == "phae2" and phae2_models:
+            labels += [(f"phae2[{i}]", "phae2", {"model": p, "device": "cpu"})
+                       for i, p in enumerate(phae2_models)]
+        else:
+            labels.append((method, method, {"device": "cpu"} if method.startswith("phae")
+                           else {}))
+    models = {lab: DSCModel(meth, te=0.03, tr=1.5, leakage="none", **kw)
+              for lab, meth, kw in labels}
     rows = []
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        for snr in snrs:
-            cohort = Path(tmp) / f"snr{snr}"
-            manifest = simulate_cohort(cohort, n_subjects=subjects, snr=float(snr),
-                                       hgg_fraction=0.5, shape=shape, n_frames=60, tr=1.5,
-                                       seed=seed + int(snr))
-            entries = read_tsv(manifest)
-            per = {m: [] for m in methods}
-            for row in entries:
-                side = json.loads((cohort / f"{row['subject']}.json").read_text())
-                truth_ratio = side["perfmapPhantom"]["cbf_ratio"]
-                for method in methods:
-                    res = compute(cohort / row["input"], aif=cohort / row["aif"],
-                                  mask=cohort / row["mask"], method=method,
-                                  method_params={"device": "cpu", "model": model}
-                                  if method == "phae" else None,
-                                  rois={"tumour": cohort / row["tumour"]},
-                                  ref=cohort / row["ref"],
-                                  out_dir=cohort / "out" / method / row["subject"])
-                    per[method].append(_subject_metrics(row, cohort, res, truth_ratio))
-            for method in methods:
-                subs = per[method]
-                r = {
-                    "snr": snr, "method": method, "subjects": len(subs),
-                    "ratio_err": float(np.nanmedian([s["ratio_rel_err"] for s in subs])),
-                    "rcbf_err": float(np.median(np.concatenate([s["rcbf_rel_err"]
-                                                                for s in subs]))),
-                    "mtt_err": float(np.median(np.concatenate([s["mtt_rel_err"]
-                                                               for s in subs]))),
-                    "unfitted_fraction": float(sum(s["unfitted"] for s in subs)
-                                               / sum(s["tissue"] for s in subs)),
-                    "deconv_s_per_subject": float(np.median([s["seconds"] for s in subs])),
-                    "ratios": [[round(s["ratio"], 3) if s["ratio"] is not None else None,
-                                round(s["true_ratio"], 3)] for s in subs],
-                }
-                rows.append(r)
-                log(f"SNR {snr:>3} {method:>8}: ratio {r['ratio_err']:.3f}  "
-                    f"rCBF {r['rcbf_err']:.3f}  MTT {r['mtt_err']:.3f}  "
-                    f"unfitted {r['unfitted_fraction']:.3f}")
+    for snr in snrs:
+        per = {lab: [] for lab, _, _ in labels}
+        for i in range(subjects):
+            ph = make_phantom(shape=shape, n_frames=60, tr=1.5, te=0.03, snr=float(snr),
+                              grade=("HGG", "LGG")[i % 2], residue=RESIDUES[i % len(RESIDUES)],
+                              delay=delay, seed=seed + 100 * int(snr) + i)
+            for lab, _, _ in labels:
+                fit = models[lab].fit(ph.signal, mask=ph.masks["brain"], aif=ph.masks["aif"])
+                per[lab].append(subject_metrics(ph, fit))
+        for lab, _, _ in labels:
+            subs = per[lab]
+            row = {"snr": snr, "method": lab, "subjects": len(subs)}
+            for key in ("rcbf", "mtt", "mtt_fit"):
+                if all(key in s for s in subs):
+                    row[key] = _stats(np.concatenate([s[key] for s in subs]))
+            signed = np.array([s["ratio_signed"] for s in subs])
+            row["ratio"] = {"err": float(np.median(np.abs(signed))),
+                            "bias": float(np.mean(signed)), "spread": float(np.std(signed))}
+            row["unfitted_fraction"] = float(sum(s["unfitted"] for s in subs)
+                                             / sum(s["tissue"] for s in subs))
+            row["deconv_s_per_subject"] = float(np.median([s["seconds"] for s in subs]))
+            rows.append(row)
+            log(f"SNR {snr:>3} {lab:>9}: rCBF {row['rcbf']['err']:.3f} "
+                f"MTT {row['mtt']['err']:.3f} ratio {row['ratio']['err']:.3f}")
     return rows
 
 
 def table(rows) -> str:
-    """Markdown table of the median relative errors."""
-    lines = ["| SNR | method | tumour/NAWM CBF ratio | voxel rCBF (CBF/WM) | voxel MTT | "
-             "unfitted | deconv s/subject |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    """Markdown: error (bias, spread) per metric."""
+    def cell(d):
+        return f"{d['err']:.3f} ({d['bias']:+.3f}, {d['spread']:.3f})" if d else "-"
+
+    lines = ["| SNR | method | voxel rCBF err (bias, spread) | MTT map err (bias, spread) | "
+             "encoder MTT err (bias, spread) | tumour/NAWM ratio err (bias, SD) | unfitted | "
+             "deconv s/subject |", "|---:|---|---|---|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['snr']} | {r['method']} | {r['ratio_err']:.3f} | "
-                     f"{r['rcbf_err']:.3f} | {r['mtt_err']:.3f} | "
+        lines.append(f"| {r['snr']} | {r['method']} | {cell(r['rcbf'])} | {cell(r['mtt'])} | "
+                     f"{cell(r.get('mtt_fit'))} | {cell(r['ratio'])} | "
                      f"{r['unfitted_fraction']:.3f} | {r['deconv_s_per_subject']:.2f} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snr", type=float, nargs="+", default=[10, 20, 30, 50])
-    parser.add_argument("--subjects", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=9000)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 12])
-    parser.add_argument("--model", default=None, help="PHAE weights (default: shipped)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", type=Path, help="write the rows as JSON")
-    args = parser.parse_args(argv)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--snr", type=float, nargs="+", default=[10, 20, 50])
+    ap.add_argument("--subjects", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=9100)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--shape", type=int, nargs=3, default=[64, 64, 12])
+    ap.add_argument("--delay", type=float, default=0.0, help="tissue delay of every phantom (s)")
+    ap.add_argument("--phae2-models", nargs="+", help="several PHAE2 weights (seed spread)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
     if args.threads:
         import torch
 
@@ -148,12 +152,12 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     snrs = [int(s) if float(s).is_integer() else s for s in args.snr]
     rows = run(snrs, args.subjects, tuple(args.methods), args.seed, tuple(args.shape),
-               args.model)
+               args.phae2_models, args.delay)
     print(table(rows))
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "args": vars(args) | {"json": str(
-            args.json)}}, indent=2) + "\n")
+        with open(args.json, "w") as fh:
+            json.dump({"rows": rows, "args": vars(args)}, fh, indent=2, default=float)
 
 
 if __name__ == "__main__":

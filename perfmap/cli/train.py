@@ -33,14 +33,23 @@ def _positive(ctx, param, value):
     return value
 
 
+#: Defaults that differ between the tasks: (phae, phae2).
+TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs": (65, 12),
+                 "lr": (1e-4, 1e-3), "batch_size": (1536, 256), "n_curves": (100000, 100000)}
+
+
 @click.command()
-@click.option("--out", type=click.Path(dir_okay=False), default="models/phae_dsc.pt",
-              show_default=True, help="Weights file to write (a model card .json is written "
-              "next to it).")
-@click.option("--epochs", type=click.IntRange(min=1), default=65, show_default=True)
-@click.option("--lr", type=float, default=1e-4, show_default=True, callback=_positive,
-              help="Adam learning rate.")
-@click.option("--batch-size", type=click.IntRange(min=2), default=1536, show_default=True)
+@click.option("--task", type=click.Choice(["phae", "phae2"]), default="phae", show_default=True,
+              help="phae: the paper's encoder (MTT only); phae2: the encoder of amplitude, "
+              "MTT, delay and residue shape (--method phae2).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Weights file to write (a model card .json is written next to it) "
+              "[default: models/phae_dsc.pt or models/phae2_dsc.pt].")
+@click.option("--epochs", type=click.IntRange(min=1), help="[default: 65 (phae), 12 (phae2)]")
+@click.option("--lr", type=float, callback=_positive,
+              help="Adam learning rate [default: 1e-4 (phae), 1e-3 (phae2)].")
+@click.option("--batch-size", type=click.IntRange(min=2),
+              help="[default: 1536 (phae), 256 (phae2)]")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True, help="Learning rate: constant (the paper) or cosine decay "
               "per epoch towards 0.")
@@ -48,8 +57,9 @@ def _positive(ctx, param, value):
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
               show_default=True, help="Fraction of the curves held out for validation.")
 @device_option
-@click.option("--n-curves", type=click.IntRange(min=0), default=100000, show_default=True,
-              help="Simulated training curves (0: only the --manifest exams).")
+@click.option("--n-curves", type=click.IntRange(min=0),
+              help="Simulated training curves (0: only the --manifest exams) [default: "
+              "100000 (both tasks)].")
 @click.option("--snr", "snr_range", callback=_range, default="5:200", show_default=True,
               metavar="LOW:HIGH", help="Baseline SNR range of the simulated curves.")
 @click.option("--mtt", "mtt_range", callback=_range, default="1:20", show_default=True,
@@ -73,10 +83,10 @@ def _positive(ctx, param, value):
 @overwrite_option
 @verbosity_option
 @handle_errors
-def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_curves, snr_range,
-          mtt_range, cbv_range, manifest, max_voxels, init, resume, checkpoint, threads,
-          progress, overwrite):
-    """Train the PHAE encoder without reference maps (self-supervised).
+def train(task, out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_curves,
+          snr_range, mtt_range, cbv_range, manifest, max_voxels, init, resume, checkpoint,
+          threads, progress, overwrite):
+    """Train the PHAE or PHAE2 encoder without reference maps (self-supervised).
 
     The loss is the mean absolute error between each tissue curve and its
     reconstruction by the physics decoder (Lorentzian residue from the encoded
@@ -84,29 +94,56 @@ def train(out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_c
     (--n-curves, --snr, --mtt, --cbv) and/or real exams (--manifest), which is
     how to fine-tune on your scanner (with --init models/phae_dsc.pt).
     """
-    from ..errors import OutputExistsError
+    from ..errors import OutputExistsError, ParameterError
     from ..io.outputs import check_folder
-    from ..neural.train import TrainOptions
-    from ..pipeline.train import run_training as run_train
 
+    i = 0 if task == "phae" else 1
+    given = {"out": out, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+             "n_curves": n_curves}
+    out, epochs, lr, batch_size, n_curves = (TASK_DEFAULTS[k][i] if v is None else v
+                                             for k, v in given.items())
     out_path = Path(out)
-    if out_path.exists() and not overwrite and not resume:
-        raise OutputExistsError(f"{out_path}: exists; use --overwrite to replace it")
+    command = ["perfmap", "train"] + sys.argv[2:] \
+        if len(sys.argv) > 1 and sys.argv[1] == "train" else None
+    level = verbosity()
+    log = (lambda msg: click.echo(msg, err=True)) if level >= 0 else (lambda msg: None)
     # Where the weights, card and checkpoints go must be usable before hours of training.
     check_folder(out_path.parent, "--out")
     if checkpoint is not None:
         check_folder(Path(checkpoint).parent, "--checkpoint")
+    if task == "phae2":
+        unsupported = [name for name, v in (("--manifest", manifest), ("--init", init),
+                                            ("--resume", resume), ("--checkpoint", checkpoint))
+                       if v]
+        if unsupported:
+            raise ParameterError(f"--task phae2 does not support {', '.join(unsupported)}")
+        if n_curves < 1:
+            raise ParameterError("--task phae2 needs --n-curves > 0")
+        if out_path.exists() and not overwrite:
+            raise OutputExistsError(f"{out_path}: exists; use --overwrite to replace it")
+        from ..neural.phae2_train import TrainOptions2
+        from ..pipeline.train import run_training2
+
+        opts = TrainOptions2(out=str(out_path), n_curves=n_curves, epochs=epochs, lr=lr,
+                             batch_size=batch_size, seed=seed, val_fraction=val_fraction,
+                             snr_range=snr_range, threads=threads)
+        card = run_training2(opts, command=command, log=log)
+        if level >= 0:
+            click.echo(f"{out_path} (epoch {card['selected_epoch']} of {len(card['history'])})")
+            click.echo(str(out_path.with_suffix(".json")))
+        return
+    from ..neural.train import TrainOptions
+    from ..pipeline.train import run_training as run_train
+
+    if out_path.exists() and not overwrite and not resume:
+        raise OutputExistsError(f"{out_path}: exists; use --overwrite to replace it")
     opts = TrainOptions(out=str(out_path), n_curves=n_curves, epochs=epochs, lr=lr,
                         batch_size=batch_size, schedule=schedule, seed=seed,
                         val_fraction=val_fraction, device=device, snr_range=snr_range,
                         mtt_range=mtt_range, cbv_range=cbv_range, manifest=manifest,
                         max_voxels=max_voxels, init=init, checkpoint=checkpoint, threads=threads)
-    level = verbosity()
-    result = run_train(opts, resume=resume, command=["perfmap", "train"] + sys.argv[2:]
-                       if len(sys.argv) > 1 and sys.argv[1] == "train" else None,
-                       progress=progress and level >= 0,
-                       log=(lambda msg: click.echo(msg, err=True)) if level >= 0 else
-                       (lambda msg: None))
+    result = run_train(opts, resume=resume, command=command,
+                       progress=progress and level >= 0, log=log)
     if level >= 0:
         click.echo(f"{result.weights} (epoch {result.best_epoch} of {len(result.history)})")
         click.echo(str(result.card))

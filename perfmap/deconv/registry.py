@@ -18,6 +18,7 @@ _BUILTIN_MODULES = (
     "perfmap.deconv.svd",
     "perfmap.deconv.tikhonov",
     "perfmap.deconv.phae",
+    "perfmap.deconv.phae2",
 )
 _loaded = False
 

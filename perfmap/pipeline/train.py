@@ -89,3 +89,11 @@ def run_training(opts, resume=None, command=None, progress: bool = True,
         log(f"loaded real exams from {opts.manifest}")
     return train(opts, resume=resume, command=command, progress=progress, log=log,
                  extra_curves=extra, write=write_atomic)
+
+
+def run_training2(opts, command=None, log: Callable = print) -> dict:
+    """Train PHAE2 (:func:`perfmap.neural.phae2_train.train`) on simulated curves, writing
+    the weights and the model card atomically; returns the card."""
+    from ..neural.phae2_train import train
+
+    return train(opts, log=log, write=write_atomic, command=command)
