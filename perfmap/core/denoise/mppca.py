@@ -331,9 +331,10 @@ def _finish(series, mask, acc, wsum, s2sum, kept, patch, step):
     m = mask.ravel()
     if not np.all(wsum[m] > 0):  # guaranteed by select_patches; a bug otherwise
         raise RuntimeError("MP-PCA left mask voxels without a patch")
-    acc[m] /= wsum[m, None].astype(np.float32)
+    # in place, without fancy-indexed temporaries of the series' size
+    acc /= np.where(wsum > 0, wsum, 1.0).astype(np.float32)[:, None]
     out = acc.reshape(series.shape)
-    out[~mask] = series[~mask]
+    np.copyto(out, series, where=~mask[..., None], casting="unsafe")
     noise = np.full(m.shape, np.nan, np.float32)
     noise[m] = np.sqrt(s2sum[m] / wsum[m])
     info = {"noise_sigma": float(np.median(noise[m])),
