@@ -180,6 +180,20 @@ def _default_threads() -> int:
     return min(4, cpus)
 
 
+def _gram(a: np.ndarray, time_side: bool, torch) -> np.ndarray:
+    """``A^T A`` (time side) or ``A A^T`` of each patch matrix of ``a`` (B, N, T), float64.
+
+    With torch (one thread per call) rather than numpy: OpenBLAS runs
+    products of more than 2^18 multiply-adds (60 x 60 x 125 is 450 000) on
+    worker threads, which wait for a time slice whenever the cores are busy.
+    """
+    if torch is None:
+        at = a.transpose(0, 2, 1)
+        return np.matmul(at, a) if time_side else np.matmul(a, at)
+    t = torch.from_numpy(a)
+    return (t.transpose(1, 2) @ t if time_side else t @ t.transpose(1, 2)).numpy()
+
+
 def _eigh(gram: np.ndarray, torch):
     """Eigen-decomposition of a stack of symmetric float64 matrices (ascending)."""
     if torch is None:
@@ -199,8 +213,7 @@ def _patch_estimates(block: np.ndarray, variant: str, torch=None):
     a -= mu
     _, N, T = a.shape
     time_side = T <= N - 1
-    gram = np.matmul(a.transpose(0, 2, 1), a) if time_side else np.matmul(a, a.transpose(0, 2, 1))
-    lam, vec = _eigh(gram, torch)
+    lam, vec = _eigh(_gram(a, time_side, torch), torch)
     lam, vec = lam[:, ::-1], vec[:, :, ::-1]          # decreasing
     r = min(T, N - 1)
     if variant == "veraart2016":
