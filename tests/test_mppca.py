@@ -86,7 +86,7 @@ def test_mp_classify_pure_noise_is_unbiased():
 
 # -- one patch: the textbook SVD implementation ------------------------------------------
 
-@pytest.mark.parametrize("T", [40, 150])          # T <= N - 1 (time Gram) and T > N - 1 (voxel Gram)
+@pytest.mark.parametrize("T", [40, 150])     # T <= N - 1: time Gram; T > N - 1: voxel Gram
 @pytest.mark.parametrize("variant", ["veraart2016", "dipy"])
 def test_single_patch_equals_textbook_svd(T, variant):
     clean, noisy = low_rank(shape=(5, 5, 5), T=T, seed=3)

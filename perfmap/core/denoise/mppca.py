@@ -36,9 +36,13 @@ computes about 8 times fewer patches, each voxel still averaging 8-27
 overlapping estimates. ``numpy.linalg.eigh`` (LAPACK ``syevd``) starts
 OpenBLAS worker threads that wait for a time slice whenever another process
 holds a core: on a shared 2-core machine it ran 4 times slower (1.5 ms per
-matrix) than single-threaded. ``torch.linalg.eigh`` with torch limited to one
-thread per call does not, and lets batches run on ``threads`` Python threads
-(the GIL is released), so it is used when torch is importable. Eigenvalues
+matrix) than single-threaded; its batched 60 x 60 x 125 Gram products are
+also above OpenBLAS's threading threshold. ``torch.linalg.eigh`` and
+``torch.bmm`` with torch limited to one thread per call do not start such
+threads, and batches run on ``threads`` Python threads (the GIL is released),
+so torch is used when importable. On the 128x128x20 x 60-frame phantom
+(23 536 patches at ``step = 2``) that takes 9.1 s on one core, 4.7 s on two
+(``benchmarks/bench_denoise.py``). Eigenvalues
 and vectors are computed in float64: in float32 the noise eigenvalues of a
 patch straddling the brain edge lose about ``1e-7 * lam_max / sigma^2``
 (a few percent at SNR 50) of relative precision.
