@@ -110,8 +110,10 @@ def mppca(series, mask=None, patch=None, step: int = DEFAULT_STEP, variant: str 
         else the usable CPUs, at most 4); estimates are added up in batch
         order, so the result does not depend on it.
     engine : {"auto", "numpy", "torch"}
-        Eigen-solver: ``torch.linalg.eigh`` run single-threaded per call
-        (``auto``, when torch is importable) or ``numpy.linalg.eigh``.
+        Gram products and eigen-solver: torch run single-threaded per call
+        (``auto``, when torch is importable) or numpy (whose OpenBLAS threads
+        slow down on busy machines, see the module docstring). Results agree
+        to float32 rounding.
 
     Returns
     -------
@@ -279,6 +281,7 @@ class MPPCADenoiser(Denoiser):
         self.engine = _choice("engine", engine, ENGINES)
 
     def params(self):
+        """The parameters that change the result (not chunk, threads, engine)."""
         return {"patch": None if self.patch is None else list(self.patch), "step": self.step,
                 "variant": self.variant, "weights": self.weights}
 
