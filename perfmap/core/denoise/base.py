@@ -101,7 +101,7 @@ def check_series(series, mask=None) -> tuple[np.ndarray, np.ndarray]:
             m = m.astype(bool)
         if not m.any():
             raise InputDataError("the mask is empty: no voxel to denoise")
-    bad = np.count_nonzero(~np.isfinite(a[m]))
+    bad = sum(np.count_nonzero(~np.isfinite(a[..., t][m])) for t in range(a.shape[3]))
     if bad:
         raise InputDataError(f"the series has {bad} NaN or Inf values inside the mask")
     return a, m
@@ -121,15 +121,12 @@ def nonfinite_to_zero(series: np.ndarray) -> np.ndarray:
     >>> nonfinite_to_zero(x).tolist(), nonfinite_to_zero(np.ones(2)).tolist()
     ([1.0, 0.0], [1.0, 1.0])
     """
-    finite = np.isfinite(series)
-    if finite.all():
+    if all(np.isfinite(series[..., t]).all() for t in range(series.shape[-1])):
         return series
-    out = series.copy()
-    out[~finite] = 0.0
-    return out
+    return np.nan_to_num(series, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def mad_noise_sigma(series: np.ndarray, mask: np.ndarray, max_voxels: int = 200_000) -> float:
+def mad_noise_sigma(series: np.ndarray, mask: np.ndarray, max_voxels: int = 20_000) -> float:
     """Noise standard deviation from the median absolute deviation of second temporal differences.
 
     ``d_t = x_{t+1} - 2 x_t + x_{t-1}`` of white noise of standard deviation
@@ -150,7 +147,8 @@ def mad_noise_sigma(series: np.ndarray, mask: np.ndarray, max_voxels: int = 200_
     mask : ndarray of bool, shape (X, Y, Z)
     max_voxels : int
         Mask voxels used at most (an evenly spaced subset beyond), to bound
-        memory and time.
+        memory and time; 20000 voxels of 60 frames give the MAD to about
+        0.1 % (its relative standard error is about ``1.1 / sqrt(n)``).
 
     Returns
     -------

@@ -36,9 +36,13 @@ computes about 8 times fewer patches, each voxel still averaging 8-27
 overlapping estimates. ``numpy.linalg.eigh`` (LAPACK ``syevd``) starts
 OpenBLAS worker threads that wait for a time slice whenever another process
 holds a core: on a shared 2-core machine it ran 4 times slower (1.5 ms per
-matrix) than single-threaded. ``torch.linalg.eigh`` with torch limited to one
-thread per call does not, and lets batches run on ``threads`` Python threads
-(the GIL is released), so it is used when torch is importable. Eigenvalues
+matrix) than single-threaded; its batched 60 x 60 x 125 Gram products are
+also above OpenBLAS's threading threshold. ``torch.linalg.eigh`` and
+``torch.bmm`` with torch limited to one thread per call do not start such
+threads, and batches run on ``threads`` Python threads (the GIL is released),
+so torch is used when importable. On the 128x128x20 x 60-frame phantom
+(23 536 patches at ``step = 2``) that takes 9.1 s on one core, 4.7 s on two
+(``benchmarks/bench_denoise.py``). Eigenvalues
 and vectors are computed in float64: in float32 the noise eigenvalues of a
 patch straddling the brain edge lose about ``1e-7 * lam_max / sigma^2``
 (a few percent at SNR 50) of relative precision.
@@ -106,8 +110,10 @@ def mppca(series, mask=None, patch=None, step: int = DEFAULT_STEP, variant: str 
         else the usable CPUs, at most 4); estimates are added up in batch
         order, so the result does not depend on it.
     engine : {"auto", "numpy", "torch"}
-        Eigen-solver: ``torch.linalg.eigh`` run single-threaded per call
-        (``auto``, when torch is importable) or ``numpy.linalg.eigh``.
+        Gram products and eigen-solver: torch run single-threaded per call
+        (``auto``, when torch is importable) or numpy (whose OpenBLAS threads
+        slow down on busy machines, see the module docstring). Results agree
+        to float32 rounding.
 
     Returns
     -------
@@ -180,6 +186,19 @@ def _default_threads() -> int:
     return min(4, cpus)
 
 
+def _mm(x: np.ndarray, y: np.ndarray, torch) -> np.ndarray:
+    """Batched float64 matrix product, with torch (one thread per call) when available.
+
+    For the Gram products: OpenBLAS runs products of more than 2^18
+    multiply-adds (60 x 60 x 125 is 450 000) on worker threads, which wait for
+    a time slice whenever the cores are busy (measured 83 us per patch with
+    numpy, 39 us with torch on a shared 2-core machine).
+    """
+    if torch is None:
+        return np.matmul(x, y)
+    return torch.matmul(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+
+
 def _eigh(gram: np.ndarray, torch):
     """Eigen-decomposition of a stack of symmetric float64 matrices (ascending)."""
     if torch is None:
@@ -199,8 +218,8 @@ def _patch_estimates(block: np.ndarray, variant: str, torch=None):
     a -= mu
     _, N, T = a.shape
     time_side = T <= N - 1
-    gram = np.matmul(a.transpose(0, 2, 1), a) if time_side else np.matmul(a, a.transpose(0, 2, 1))
-    lam, vec = _eigh(gram, torch)
+    at = a.transpose(0, 2, 1)
+    lam, vec = _eigh(_mm(at, a, torch) if time_side else _mm(a, at, torch), torch)
     lam, vec = lam[:, ::-1], vec[:, :, ::-1]          # decreasing
     r = min(T, N - 1)
     if variant == "veraart2016":
@@ -215,10 +234,8 @@ def _patch_estimates(block: np.ndarray, variant: str, torch=None):
     if k == 0:
         return np.broadcast_to(mu, a.shape), sigma2, kept
     basis = vec[:, :, :k] * (np.arange(k) < kept[:, None])[:, None, :]
-    if time_side:
-        est = np.matmul(np.matmul(a, basis), basis.transpose(0, 2, 1))
-    else:
-        est = np.matmul(basis, np.matmul(basis.transpose(0, 2, 1), a))
+    bt = basis.transpose(0, 2, 1)     # products of k <= ~30 columns: numpy is faster here
+    est = np.matmul(np.matmul(a, basis), bt) if time_side else np.matmul(basis, np.matmul(bt, a))
     est += mu
     return est, sigma2, kept
 
@@ -264,6 +281,7 @@ class MPPCADenoiser(Denoiser):
         self.engine = _choice("engine", engine, ENGINES)
 
     def params(self):
+        """The parameters that change the result (not chunk, threads, engine)."""
         return {"patch": None if self.patch is None else list(self.patch), "step": self.step,
                 "variant": self.variant, "weights": self.weights}
 
@@ -331,9 +349,10 @@ def _finish(series, mask, acc, wsum, s2sum, kept, patch, step):
     m = mask.ravel()
     if not np.all(wsum[m] > 0):  # guaranteed by select_patches; a bug otherwise
         raise RuntimeError("MP-PCA left mask voxels without a patch")
-    acc[m] /= wsum[m, None].astype(np.float32)
+    # in place, without fancy-indexed temporaries of the series' size
+    acc /= np.where(wsum > 0, wsum, 1.0).astype(np.float32)[:, None]
     out = acc.reshape(series.shape)
-    out[~mask] = series[~mask]
+    np.copyto(out, series, where=~mask[..., None], casting="unsafe")
     noise = np.full(m.shape, np.nan, np.float32)
     noise[m] = np.sqrt(s2sum[m] / wsum[m])
     info = {"noise_sigma": float(np.median(noise[m])),
