@@ -76,7 +76,7 @@ def test_failing_subject_is_recorded_and_others_complete(serial_run, source_coho
     assert header == cohort_columns("dsc") + ["snr"]
     assert cohort_columns("dsc") == ["subject", "grade", "kind", "method", "status", "error",
                                      "seconds", "leakage", "denoise", "cbf_ratio", "cbv_ratio",
-                                     "mtt_ratio"]
+                                     "mtt_ratio", "cbf_ratio_curve"]
     rows = rows_by_pair(out / "cohort.tsv")
     assert len(rows) == 12
     for (subject, method), row in rows.items():

@@ -200,7 +200,8 @@ DSC = register_kind(Kind(
     map_names=("cbf", "cbv", "mtt", "tmax", "ttp"),
     options=("kh", "rho", "baseline_frames", "n_skip", "leakage", "second_echo", "te2",
              "denoise", "denoise_params"),
-    parameters=_deconv_parameters, ratio_columns=("cbf_ratio", "cbv_ratio", "mtt_ratio"),
+    parameters=_deconv_parameters,
+    ratio_columns=("cbf_ratio", "cbv_ratio", "mtt_ratio", "cbf_ratio_curve"),
     manifest_options=(), setting_columns=("leakage", "denoise")))
 
 

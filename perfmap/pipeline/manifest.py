@@ -316,7 +316,10 @@ def row_from_provenance(known: dict, provenance: dict, ratios=RATIO_COLUMNS,
     row.update(status="ok", error="",
                seconds=_float((provenance.get("timings") or {}).get("total_s")))
     for key in ratios:
-        row[key] = _float(stats.get(key))
+        if key.endswith("_curve"):           # the deconvolved ROI-mean-curve estimator
+            row[key] = _float((stats.get("mean_curve") or {}).get(key[:-len("_curve")]))
+        else:
+            row[key] = _float(stats.get(key))
     return row
 
 

@@ -295,7 +295,8 @@ def cohort_from_rows(
 
     # Extra columns are numeric when every non-missing cell is a number.
     known = set(REQUIRED_COLUMNS) | {"error"}
-    numeric = [c for c in columns if c in NUMERIC_COLUMNS or c.endswith(("_ratio", "_mean"))]
+    numeric = [c for c in columns if c in NUMERIC_COLUMNS
+               or c.endswith(("_ratio", "_mean", "_ratio_curve"))]
     for col in columns:
         if col in known or col in numeric:
             continue
