@@ -145,7 +145,8 @@ def test_pipes_sockets_and_broken_links_in_the_series_folder_are_skipped(tmp_pat
     for name, result in runs.items():
         assert result.exit_code == 0, (name, result.output)
     assert (tmp_path / "nifti" / "perf.nii.gz").is_file()
-    assert (tmp_path / "maps" / "dicom_cbf.nii.gz").is_file()
+    # a folder named "dicom" takes its parent's name first in the outputs
+    assert (tmp_path / "maps" / f"{tmp_path.name}_dicom_cbf.nii.gz").is_file()
 
 
 @needs_fifo
