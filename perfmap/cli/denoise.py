@@ -5,26 +5,16 @@ from __future__ import annotations
 import click
 
 from ._common import handle_errors
-from .options import denoise_method_option, overwrite_option, verbosity, verbosity_option
-
-
-def _parse_params(ctx, param, values):
-    from .options import _number_or_text
-
-    out = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
-        out[key.strip()] = _number_or_text(raw.strip())
-    return out
+from .options import (denoise_method_option, overwrite_option, parse_key_values, verbosity,
+                      verbosity_option)
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.argument("out", type=click.Path(dir_okay=False))
 @denoise_method_option
-@click.option("--param", "params", multiple=True, callback=_parse_params, metavar="KEY=VALUE",
+@click.option("--param", "params", multiple=True, callback=parse_key_values,
+              metavar="KEY=VALUE",
               help="Denoiser parameter (repeatable), e.g. --param patch=5 (mppca) or "
                    "--param sigma=1.0 (gaussian).")
 @click.option("--mask", default="auto", show_default=True,

@@ -115,7 +115,8 @@ def methods_option(func):
 
 # ------------------------------------------------------------------ method parameters
 
-def _parse_params(ctx, param, values):
+def parse_key_values(ctx, param, values):
+    """``("a=1", "b=x")`` -> ``{"a": 1, "b": "x"}`` (numbers where they parse)."""
     params = {}
     for item in values:
         key, sep, raw = item.partition("=")
@@ -147,7 +148,7 @@ def param_options(func):
                         help="Model weights for a neural method (default: the shipped "
                              "weights).")(func)
     func = device_option(func)
-    func = click.option("--param", "params", multiple=True, callback=_parse_params,
+    func = click.option("--param", "params", multiple=True, callback=parse_key_values,
                         metavar="KEY=VALUE", help="Method parameter (repeatable), e.g. "
                         "--param oi_limit=0.1; 'perfmap methods' lists the keys.")(func)
     return func

@@ -8,52 +8,28 @@ the methods (``perfmap --help``, ``--method`` choices) never imports torch.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 from ..errors import ParameterError
+from ..registry import Registry
 
-_REGISTRY: dict[str, type] = {}
 _BUILTIN_MODULES = (
     "perfmap.deconv.svd",
     "perfmap.deconv.tikhonov",
     "perfmap.deconv.phae",
     "perfmap.deconv.phae2",
 )
-_loaded = False
+_registry = Registry("deconvolution method", _BUILTIN_MODULES)
 
 
 def register(name: str):
     """Class decorator that registers a backend under ``name``."""
-
-    def decorator(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"a backend named {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            # A built-in module not written yet must not break the others.
-            if exc.name != module:
-                raise
+    return _registry.register(name)
 
 
 def available() -> list[str]:
     """Names of the registered backends, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _registry.available()
 
 
 def get_backend(name: str) -> type:
@@ -64,13 +40,7 @@ def get_backend(name: str) -> type:
     ParameterError
         If no backend has that name; the message lists the valid ones.
     """
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ParameterError(
-            f"unknown deconvolution method {name!r}; choose one of: {', '.join(available())}"
-        ) from None
+    return _registry.get(name)
 
 
 def backend_parameters(name: str) -> dict:

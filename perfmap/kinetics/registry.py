@@ -7,20 +7,17 @@ the names (``--method`` choices) stays cheap.
 
 from __future__ import annotations
 
-import importlib
-
-from ..errors import ParameterError
+from ..registry import Registry
 
 #: The model used when none is named.
 DEFAULT_MODEL = "etofts"
 
-_REGISTRY: dict[str, type] = {}
 _BUILTIN_MODULES = (
     "perfmap.kinetics.tofts",
     "perfmap.kinetics.patlak",
     "perfmap.kinetics.tcxm",
 )
-_loaded = False
+_registry = Registry("kinetic model", _BUILTIN_MODULES)
 
 
 def register(name: str):
@@ -37,24 +34,7 @@ def register(name: str):
     ...
     ValueError: a kinetic model named 'tofts' is already registered
     """
-
-    def decorator(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"a kinetic model named {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    return _registry.register(name)
 
 
 def available() -> list[str]:
@@ -65,8 +45,7 @@ def available() -> list[str]:
     >>> available()
     ['2cxm', 'etofts', 'patlak', 'tofts']
     """
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _registry.available()
 
 
 def get_model(name: str) -> type:
@@ -82,10 +61,4 @@ def get_model(name: str) -> type:
     >>> get_model("etofts")().fit_delay
     False
     """
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ParameterError(
-            f"unknown kinetic model {name!r}; choose one of: {', '.join(available())}"
-        ) from None
+    return _registry.get(name)

@@ -7,16 +7,13 @@ lookup, so listing the names (``--denoise`` choices) imports nothing heavy.
 
 from __future__ import annotations
 
-import importlib
+from ...registry import Registry
 
-from ...errors import ParameterError
-
-_REGISTRY: dict[str, type] = {}
 _BUILTIN_MODULES = (
     "perfmap.core.denoise.gaussian",
     "perfmap.core.denoise.mppca",
 )
-_loaded = False
+_registry = Registry("denoising method", _BUILTIN_MODULES)
 
 
 def register(name: str):
@@ -31,26 +28,9 @@ def register(name: str):
     ...     def _denoise(self, series, mask): ...
     >>> "doc-identity" in available()
     True
-    >>> _ = _REGISTRY.pop("doc-identity")
+    >>> _registry.unregister("doc-identity")
     """
-
-    def decorator(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"a denoiser named {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    return _registry.register(name)
 
 
 def available() -> list[str]:
@@ -61,8 +41,7 @@ def available() -> list[str]:
     >>> available()
     ['gaussian', 'mppca']
     """
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _registry.available()
 
 
 def get_denoiser(name: str) -> type:
@@ -78,10 +57,4 @@ def get_denoiser(name: str) -> type:
     >>> get_denoiser("gaussian")(sigma=1.5).params()
     {'sigma': [1.5, 1.5, 1.5]}
     """
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ParameterError(
-            f"unknown denoising method {name!r}; choose one of: {', '.join(available())}"
-        ) from None
+    return _registry.get(name)
