@@ -1,6 +1,6 @@
 """Write DCE phantoms with ground truth as NIfTI files and a cohort manifest.
 
-Each subject ``sub-NN`` (:func:`perfmap.core.dce_phantom.make_dce_phantom`) gets:
+Each subject ``sub-NN`` (:func:`perfmap.kinetics.phantom.make_dce_phantom`) gets:
 
 ============================ ====================================================
 ``sub-NN.nii.gz``            4D SPGR signal, header pixdim[4] = frame interval (s)
@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from .core.dce_phantom import DCEPhantom, make_dce_phantom
+from .kinetics.phantom import DCEPhantom, make_dce_phantom
 from .errors import ParameterError
 from .io.nifti import save_volume
 from .io.outputs import OutputSet

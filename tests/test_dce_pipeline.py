@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from perfmap.cli.main import cli
-from perfmap.core.dce_phantom import make_dce_phantom
+from perfmap.kinetics.phantom import make_dce_phantom
 from perfmap.errors import ParameterError
 from perfmap.models import DCEModel
 

@@ -2,7 +2,9 @@
 
 Anatomy as the DSC phantom (:func:`perfmap.core.phantom_parts.anatomy_masks`):
 grey and white matter, an artery, an enhancing tumour and a mirrored reference.
-Tissue concentration follows a kinetic model of :mod:`perfmap.kinetics`
+Here rather than in :mod:`perfmap.core` (beside the DSC phantom) because the tissue
+curves come from the kinetic models. Tissue concentration follows a kinetic model of
+:mod:`perfmap.kinetics`
 (extended Tofts by default, or the two-compartment exchange model; Sourbron &
 Buckley 2012, Phys Med Biol 57:R1) driven by the Parker 2006 population AIF
 (plasma = blood / (1 - Hct)); normal brain has an intact blood-brain barrier
@@ -22,9 +24,10 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ParameterError
-from .dce_aif import DEFAULT_HCT, parker_aif, plasma_from_blood
-from .phantom_parts import anatomy_masks, centred_affine
-from .spgr import DEFAULT_R1, spgr_signal
+from ..core.dce_aif import DEFAULT_HCT, parker_aif, plasma_from_blood
+from ..core.phantom_parts import anatomy_masks, centred_affine
+from ..core.spgr import DEFAULT_R1, spgr_signal
+from .registry import get_model
 
 #: Tissue parameters: Fp, PS (ml/100 ml/min), vp, ve (ml/ml), T10 (s).
 TISSUES = {
@@ -77,8 +80,6 @@ def _maps(masks: dict, shape, tumour: dict) -> dict:
 
 
 def _concentration(maps, brain, times, plasma, blood, model: str):
-    from ..kinetics import get_model
-
     conc = np.zeros(brain.shape + (times.size,), np.float64)
     tissue = brain & (maps["vp"] < 1.0)
     kinetic = get_model(model)()
