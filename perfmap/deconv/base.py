@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from ..errors import ShapeError, InputDataError
+from ..errors import InputDataError, ParameterError, ShapeError
 
 
 @dataclass
@@ -171,6 +171,21 @@ class Backend(ABC):
             if info:
                 return info
         return {}
+
+
+def positive_int(name: str, value) -> int:
+    """``value`` as an int >= 1, else :class:`ParameterError` naming ``name``.
+
+    >>> positive_int("batch_size", "64")
+    64
+    """
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be an integer, got {value!r}") from None
+    if number < 1:
+        raise ParameterError(f"{name} must be a positive integer")
+    return number
 
 
 def merge_choice_counts(infos, key: str, grid) -> tuple[list, Optional[float]]:

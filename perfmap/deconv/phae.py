@@ -69,7 +69,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import ParameterError
-from .base import Backend, DeconvFit
+from .base import Backend, DeconvFit, positive_int
 from .registry import register
 
 
@@ -172,12 +172,7 @@ class PHAE(Backend):
         from ..neural import weights as wmod
         from ..neural.model import PhysicsDecoder
 
-        try:
-            self.batch_size = int(batch_size)
-        except (TypeError, ValueError):
-            raise ParameterError(f"batch_size must be an integer, got {batch_size!r}") from None
-        if self.batch_size < 1:
-            raise ParameterError("batch_size must be a positive integer")
+        self.batch_size = positive_int("batch_size", batch_size)
         if precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, "
                                  f"got {precision!r}")

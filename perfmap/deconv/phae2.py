@@ -42,8 +42,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import ParameterError
-from .base import Backend, DeconvFit
+from .base import Backend, DeconvFit, positive_int
 from .registry import register
 
 
@@ -88,12 +87,7 @@ class PHAE2(Backend):
         from ..neural import phae2 as net
         from ..neural.weights import resolve_device, sha256
 
-        try:
-            self.batch_size = int(batch_size)
-        except (TypeError, ValueError):
-            raise ParameterError(f"batch_size must be an integer, got {batch_size!r}") from None
-        if self.batch_size < 1:
-            raise ParameterError("batch_size must be a positive integer")
+        self.batch_size = positive_int("batch_size", batch_size)
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.threads = threads

@@ -241,12 +241,12 @@ def _no_noise_note(points: Sequence[SnrPoint]) -> str:
 
 def _thumbnail_section(thumbnails, method: Optional[str]) -> str:
     """The montage of CBF slices, labelled with the method that computed them."""
-    from . import plots as _plots
+    from . import plots as figures
 
     which = f"method {method}" if method else "method not recorded"
     return "".join([
         f"<section><h2>Maps: CBF, {_esc(which)}</h2>",
-        _img(_plots.thumbnail_montage(thumbnails, title=f"CBF, {which}"),
+        _img(figures.thumbnail_montage(thumbnails, title=f"CBF, {which}"),
              f"CBF map thumbnails, {which}",
              f"Mid-slice CBF (ml/100 g/min) of each subject computed with "
              f"<b>{_esc(method or 'an unrecorded method')}</b>; shared colour scale."),
@@ -296,13 +296,13 @@ def render_html(results: Mapping[str, MethodResult], *,
         f"<p class='note'>{notes}</p></section>",
     ]
     if plots:
-        from . import plots as _plots
+        from . import plots as figures
 
         parts += [
             "<section><h2>Figures</h2>",
-            _img(_plots.roc_plot(items), "ROC curves",
+            _img(figures.roc_plot(items), "ROC curves",
                  "ROC curves of each method; dots mark the Youden cut-off."),
-            _img(_plots.box_plot(items), f"{metric} by grade",
+            _img(figures.box_plot(items), f"{metric} by grade",
                  f"{_esc(metric)} by grade; dashed line: Youden cut-off."),
             "</section>",
         ]
@@ -315,7 +315,7 @@ def render_html(results: Mapping[str, MethodResult], *,
                   "at each SNR level; n/a where fewer than 2 HGG or 2 LGG subjects were "
                   "usable.</p>", _snr_table(robustness), _no_noise_note(robustness)]
         if plots:
-            parts.append(_img(_plots.auc_snr_plot(robustness), "AUC vs SNR",
+            parts.append(_img(figures.auc_snr_plot(robustness), "AUC vs SNR",
                               "AUC against SNR; bands: bootstrap CI."))
         parts.append("</section>")
     if thumbnails and plots:
