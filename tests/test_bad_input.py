@@ -292,3 +292,11 @@ def test_te2_needs_a_second_echo(subject, tmp_path):
     out = tmp_path / "out"
     assert_fails(invoke(["compute", subject["input"], "--te2", "0.06"] + base_args(subject, out)),
                  "--te2", "--second-echo", out_dir=out)
+
+
+def test_second_echo_auto_needs_a_dicom_folder(subject, tmp_path):
+    """--second-echo auto pairs the echo series of a DICOM folder; a NIfTI input is refused."""
+    out = tmp_path / "out"
+    assert_fails(invoke(["compute", subject["input"], "--second-echo", "auto"]
+                        + base_args(subject, out)), "--second-echo auto", "DICOM folder",
+                 out_dir=out)

@@ -108,3 +108,17 @@ def test_two_exams_in_folders_named_dicom_do_not_collide(tmp_path):
         assert res.exit_code == 0, res.output
     assert (out / "sub01_DICOM_perfmap.json").is_file()
     assert (out / "sub02_DICOM_perfmap.json").is_file()
+
+
+def test_second_echo_auto_needs_exactly_two_echo_series(tmp_path):
+    """One dynamic series in the folder: --second-echo auto stops with one line, no output."""
+    ph = make_phantom(shape=(48, 48, 4), n_frames=45, snr=40.0, seed=11)
+    stored = np.rint(np.clip(ph.signal, 0, None) / 0.1).astype(np.int16)
+    write_classic_series(tmp_path / "one", np.transpose(stored, (3, 2, 1, 0)), slope=0.1,
+                         frame_interval=ph.tr, te_ms=30.0)
+    res = CliRunner().invoke(cli, ["compute", str(tmp_path / "one"), "--second-echo", "auto",
+                                   "--out-dir", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "exactly two dynamic series, found 1" in lines[0]
+    assert not (tmp_path / "o").exists()
