@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -39,7 +39,7 @@ from . import denoise_nets, denoisers
 #: Seeds of the held-out validation phantoms (training seeds are ``seed * 1000 + i``, i < 1000).
 VALIDATION_SEEDS = (990_001, 990_002)
 VALIDATION_SNRS = (10.0, 20.0, 50.0)
-VALIDATION_SHAPE = (64, 64, 8)
+VALIDATION_SHAPE = (48, 48, 4)
 RESIDUES = ("exponential", "lorentzian", "gamma", "linear")
 
 
