@@ -44,7 +44,9 @@ CANDIDATES = {
         "cae w8 L2": {"width": 8, "levels": 2},
         "cae w16 L2": {"width": 16, "levels": 2},
         "cae w16 L2, 3 frames": {"width": 16, "levels": 2, "frames": 3},
-        "cae w16 L3": {"width": 16, "levels": 3},
+        "cae w16 L2, 5 frames": {"width": 16, "levels": 2, "frames": 5},
+        "cae w8 L2, 3 frames": {"width": 8, "levels": 2, "frames": 3},
+        "cae w8 L2, 5 frames": {"width": 8, "levels": 2, "frames": 5},
     },
 }
 

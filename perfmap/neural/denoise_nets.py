@@ -50,7 +50,7 @@ FORMAT_VERSION = 1
 #: Default configuration of each architecture (the shipped weights').
 DEFAULTS = {
     "dae": {"arch": "dae", "width": 24, "depth": 3, "kernel": 5, "noise_channel": True},
-    "cae": {"arch": "cae", "width": 16, "levels": 2, "frames": 1, "noise_channel": True},
+    "cae": {"arch": "cae", "width": 16, "levels": 2, "frames": 5, "noise_channel": True},
 }
 #: Shipped weights file of each architecture.
 MODEL_NAMES = {"dae": "denoise_dae.pt", "cae": "denoise_cae.pt"}

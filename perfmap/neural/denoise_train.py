@@ -3,8 +3,10 @@
 Pairs of noisy and noise-free data come from perfmap's DSC phantom
 (:func:`perfmap.core.phantom.make_phantom`, noise-free, with the grid,
 frame count, TR, residue, tissue delay and dispersion drawn per phantom)
-and, for ``dae``, also from DCE-like enhancing curves
-(:func:`enhancing_curves`), so the temporal model is not DSC-only. Noise is
+and, for ``dae``, as many analytic curves again: DCE-like enhancing curves
+(:func:`enhancing_curves`), so the temporal model is not DSC-only, and
+generic DSC-like dips (:func:`dip_curves`), so it does not learn only the
+phantom's few tissue curve shapes. Noise is
 drawn afresh for every batch: a baseline SNR log-uniform in ``snr_range``,
 Gaussian or (for ``rician_fraction`` of the samples) Rician. Inputs are
 normalised exactly as the denoisers normalise them
@@ -57,7 +59,7 @@ class DenoiseTrainOptions:
     n_phantoms: int = 8
     snr_range: tuple = (5.0, 200.0)
     rician_fraction: float = 0.5
-    dce_fraction: float = 0.25
+    curve_fraction: float = 0.5
     threads: Optional[int] = 1
     config: Optional[dict] = None
 
@@ -68,6 +70,8 @@ class DenoiseTrainOptions:
         self.config = dict(self.config or denoise_nets.DEFAULTS[self.arch])
         if self.batch_size is None:
             self.batch_size = 256 if self.arch == "dae" else 12
+        if not 0 <= self.curve_fraction < 1:
+            raise ParameterError("curve_fraction must be in [0, 1)")
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch_size < 2 \
                 or not self.lr > 0 or self.n_phantoms < 1:
             raise ParameterError("denoiser training needs epochs, steps per epoch and phantoms "
@@ -123,6 +127,32 @@ def enhancing_curves(n: int, frames: int, rng) -> np.ndarray:
     return (s0 * (1 + amp * (1 - np.exp(-u / a)) * np.exp(-u / b))).astype(np.float32)
 
 
+def dip_curves(n: int, frames: int, rng) -> np.ndarray:
+    """``n`` noise-free DSC-like curves: ``S0 exp(-D g(t)) (1 + L u / frames)``.
+
+    ``g`` a gamma variate of peak 1 (shape 1.5-5, scale 0.5-4 frames) from
+    ``t0`` at 10-60 % of the frames, depth ``D`` 0.02-2.5 (signal drops of 2-92
+    %), a post-bolus baseline slope ``L`` of -0.2-0.2 (leakage, T1 effects).
+    Generic shapes beyond the phantom's few tissue curves, so the network
+    does not learn those alone.
+
+    Examples
+    --------
+    >>> c = dip_curves(3, 40, np.random.default_rng(0))
+    >>> c.shape, bool((c > 0).all()), bool(np.array_equal(c[:, 0], c[:, 1]))   # flat before t0
+    ((3, 40), True, True)
+    """
+    t = np.arange(frames, dtype=np.float64)
+    s0 = rng.uniform(200, 1500, (n, 1))
+    t0 = rng.uniform(0.10, 0.60, (n, 1)) * frames
+    alpha, beta = rng.uniform(1.5, 5, (n, 1)), rng.uniform(0.5, 4, (n, 1))
+    u = np.clip(t - t0, 0, None)
+    g = (u / (alpha * beta)) ** alpha * np.exp(alpha - u / beta)      # peak 1 at u = alpha beta
+    depth = np.exp(rng.uniform(np.log(0.02), np.log(2.5), (n, 1)))
+    slope = rng.uniform(-0.2, 0.2, (n, 1))
+    return (s0 * np.exp(-depth * g) * (1 + slope * u / frames)).astype(np.float32)
+
+
 def make_groups(opts: DenoiseTrainOptions, log: Callable = print) -> list:
     """Noise-free training data: one dict per phantom (``dae``: its curves; ``cae``: its
     signal and brain mask)."""
@@ -133,8 +163,9 @@ def make_groups(opts: DenoiseTrainOptions, log: Callable = print) -> list:
         brain = ph.masks["brain"]
         if opts.arch == "dae":
             rows = ph.signal[brain]
-            n_dce = int(round(len(rows) * opts.dce_fraction / (1 - opts.dce_fraction)))
-            rows = np.concatenate([rows, enhancing_curves(n_dce, rows.shape[1], rng)])
+            n_extra = int(round(len(rows) * opts.curve_fraction / (1 - opts.curve_fraction)))
+            rows = np.concatenate([rows, enhancing_curves(n_extra // 2, rows.shape[1], rng),
+                                   dip_curves(n_extra - n_extra // 2, rows.shape[1], rng)])
             groups.append({"clean": rows})
         else:
             groups.append({"clean": np.where(brain[..., None], ph.signal, 0), "mask": brain,
@@ -322,7 +353,10 @@ def _card(opts, net, history, val, out: Path, command, train_s, wall) -> dict:
         "training_data": {
             "phantoms": [dict(s, shape=list(s["shape"])) for s in
                          phantom_specs(opts.n_phantoms, opts.seed)],
-            "dce_like_curves": opts.arch == "dae" and opts.dce_fraction > 0,
+            "analytic_curves": (f"{opts.curve_fraction:.0%} of the dae training curves: half "
+                                "DCE-like enhancement (enhancing_curves), half DSC-like "
+                                "gamma-variate dips (dip_curves)") if opts.arch == "dae"
+            else "none",
             "noise": f"SNR log-uniform {opts.snr_range[0]:g}-{opts.snr_range[1]:g}, Rician for "
                      f"{opts.rician_fraction:.0%} of the samples, Gaussian otherwise; drawn "
                      "afresh for every batch"},
