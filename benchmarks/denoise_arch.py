@@ -17,6 +17,8 @@ Run (the two architectures can run side by side, one core each)::
 
     python benchmarks/denoise_arch.py --arch dae [--epochs 6] [--steps 100] [--json out.json]
     python benchmarks/denoise_arch.py --arch cae ...
+    python benchmarks/denoise_arch.py --arch mppca      # the reference row
+    python benchmarks/denoise_arch.py --arch shipped    # shipped weights, 1 and 2 threads
 """
 
 from __future__ import annotations
@@ -96,6 +98,26 @@ def mppca_row(threads: int) -> dict:
             **{k: v["gain_db"] for k, v in gains.items()}, "inference_s": round(sec, 1)}
 
 
+def shipped_rows() -> list:
+    """The shipped weights and mppca: validation gains and times with 1 and 2 threads."""
+    val = validation_phantoms()
+    big = make_phantom(shape=(128, 128, 20), n_frames=60, snr=20.0, seed=990_100)
+    rows = []
+    for name in ("dae", "cae", "mppca"):
+        den = get_denoiser(name)()
+        gains = validate(den, val)
+        times = {}
+        for threads in (1, 2):
+            den = get_denoiser(name)(threads=threads)
+            times[threads] = inference_seconds(den, big, threads)
+        rows.append({"name": f"{name} (shipped)" if name != "mppca" else "mppca",
+                     "parameters": denoise_nets.n_parameters(den.net) if name != "mppca" else 0,
+                     **{k: v["gain_db"] for k, v in gains.items()},
+                     "inference_s": round(times[1], 1), "inference_2threads_s": round(times[2], 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def table(rows) -> str:
     lines = ["| candidate | parameters | gain SNR 10 | gain SNR 20 | gain SNR 50 | "
              "128x128x20x60 |", "|---|---|---|---|---|---|"]
@@ -107,15 +129,20 @@ def table(rows) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", choices=["dae", "cae", "mppca"], required=True)
+    ap.add_argument("--arch", choices=["dae", "cae", "mppca", "shipped"], required=True,
+                    help="candidates of dae or cae; mppca alone; or the shipped weights")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the timing")
     ap.add_argument("--only", action="append", help="candidate name (repeatable)")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
-    rows = [mppca_row(args.threads)] if args.arch == "mppca" else \
-        run(args.arch, args.epochs, args.steps, args.threads, args.only)
+    if args.arch == "shipped":
+        rows = shipped_rows()
+    elif args.arch == "mppca":
+        rows = [mppca_row(args.threads)]
+    else:
+        rows = run(args.arch, args.epochs, args.steps, args.threads, args.only)
     print(table(rows))
     if args.json:
         with open(args.json, "w") as fh:

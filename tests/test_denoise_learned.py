@@ -24,9 +24,10 @@ from perfmap.neural import denoise_nets  # noqa: E402
 ARCHS = ("dae", "cae")
 #: Held-out phantom seed: not a training seed (0-999 for --seed 0) nor a validation seed.
 TEST_SEED = 424_242
-#: Least PSNR gain (dB) inside the brain at SNR 20 and 10; a denoiser that only halved the
-#: noise variance would gain 3 dB, so these catch a network that does little.
-MIN_GAIN_DB = {20.0: 4.0, 10.0: 5.0}
+#: Least PSNR gain (dB) inside the brain at SNR 20 and 10 (the shipped weights gain 8.9 and
+#: 9.3 dB (dae), 7.7 and 9.7 dB (cae) here; mppca 11.9 and 13.0 dB). Halving the noise SD
+#: gains 6 dB, so these catch a network that does much less than the shipped ones.
+MIN_GAIN_DB = {20.0: 6.0, 10.0: 7.0}
 
 
 def invoke(args):
@@ -192,7 +193,7 @@ def test_denoise_cli_with_dae_and_other_weights(small_series, tmp_path):
     out = nib.load(tmp_path / "o.nii.gz").get_fdata()
     brain = ph.masks["brain"]
     clean = make_phantom(shape=(24, 24, 2), n_frames=40, snr=None, seed=TEST_SEED + 1).signal
-    assert psnr_in(clean, out, brain) > psnr_in(clean, ph.signal, brain) + 3.0
+    assert psnr_in(clean, out, brain) > psnr_in(clean, ph.signal, brain) + 6.0   # 8.9 dB here
     cae = denoise_nets.shipped_weights("cae")
     bad = invoke(["denoise", path, tmp_path / "p.nii.gz", "--method", "dae", "--param",
                   f"model={cae}"])

@@ -169,7 +169,7 @@ class SliceCAE(nn.Module):
     Examples
     --------
     >>> net = SliceCAE(DEFAULTS["cae"])
-    >>> net(torch.zeros(2, 2, 13, 10)).shape
+    >>> net(torch.zeros(2, 6, 13, 10)).shape      # 5 frames and the noise channel
     torch.Size([2, 1, 13, 10])
     """
 
