@@ -149,7 +149,7 @@ def test_shipped_cards_match_the_weights():
 
 # -- command line ----------------------------------------------------------------
 
-def test_train_cli_tiny_run_and_load(tmp_path):
+def test_train_cli_tiny_run_and_load(tmp_path, small_series):
     out = tmp_path / "m" / "d.pt"
     res = invoke(["train", "--task", "denoise", "--arch", "dae", "--epochs", "1",
                   "--steps-per-epoch", "3", "--phantoms", "1", "--out", out, "-q"])
@@ -159,6 +159,12 @@ def test_train_cli_tiny_run_and_load(tmp_path):
     assert set(card["validation"]) == {"snr10", "snr20", "snr50"}
     den = get_denoiser("dae")(model=str(out))
     assert den.params()["weights_sha256"] == card["sha256"]
+    path, mask, _ = small_series
+    res = invoke(["denoise", path, tmp_path / "o.nii.gz", "--method", "dae", "--param",
+                  f"model={out}", "--mask", mask, "-q"])
+    assert res.exit_code == 0, res.output
+    side = json.loads((tmp_path / "o.json").read_text())["perfmapDenoise"]
+    assert side["model"] == str(out) and side["weights_sha256"] == card["sha256"]
     again = invoke(["train", "--task", "denoise", "--arch", "dae", "--out", out, "-q"])
     assert again.exit_code == 1 and "exists" in again.stderr
 
@@ -199,6 +205,18 @@ def test_denoise_cli_with_dae_and_other_weights(small_series, tmp_path):
                   f"model={cae}"])
     assert bad.exit_code == 1 and "not 'dae'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("p*"))
+
+
+def test_dsc_model_with_learned_denoising_records_it(small_series):
+    from perfmap.models import DSCModel
+
+    _, _, ph = small_series
+    kw = dict(mask=ph.masks["brain"], aif=ph.masks["aif"])
+    fit = DSCModel("osvd", te=ph.te, tr=ph.tr, leakage="none", denoise="cae").fit(ph.signal, **kw)
+    info = fit.provenance["denoise"]
+    assert info["method"] == "cae" and info["network"]["frames"] == 5
+    assert info["noise_sigma"] == pytest.approx(ph.params["noise_sd"], rel=0.10)
+    assert np.isfinite(fit.cbf[ph.masks["wm"]]).mean() > 0.95
 
 
 # -- docstrings --------------------------------------------------------------------
