@@ -41,14 +41,14 @@ def data():
 # -- registry -----------------------------------------------------------------
 
 def test_registry_lists_builtins():
-    assert available() == ["gaussian", "mppca"]
+    assert available() == ["cae", "dae", "gaussian", "mppca"]
     assert get_denoiser("gaussian") is GaussianDenoiser
     assert get_denoiser("mppca").name == "mppca"
 
 
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ParameterError, match=r"unknown denoising method 'nlm'; choose one of: "
-                                             r"gaussian, mppca$"):
+                                             r"cae, dae, gaussian, mppca$"):
         get_denoiser("nlm")
     with pytest.raises(ParameterError):
         denoise(np.zeros((4, 4, 4, 5)), method="none")

@@ -15,7 +15,8 @@ import pytest
 import perfmap
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("phae_dsc.pt", "phae_dsc.json", "README.md")
+SHIPPED = ("phae_dsc.pt", "phae_dsc.json", "denoise_dae.pt", "denoise_dae.json", "denoise_cae.pt",
+           "denoise_cae.json", "README.md")
 
 
 def _sha(data: bytes) -> str:

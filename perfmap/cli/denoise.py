@@ -15,8 +15,9 @@ from .options import (denoise_method_option, overwrite_option, parse_key_values,
 @denoise_method_option
 @click.option("--param", "params", multiple=True, callback=parse_key_values,
               metavar="KEY=VALUE",
-              help="Denoiser parameter (repeatable), e.g. --param patch=5 (mppca) or "
-                   "--param sigma=1.0 (gaussian).")
+              help="Denoiser parameter (repeatable), e.g. --param patch=5 (mppca), "
+                   "--param sigma=1.0 (gaussian) or --param model=PATH (dae, cae: other "
+                   "weights).")
 @click.option("--mask", default="auto", show_default=True,
               help="'auto' (Otsu threshold of the mean image) or a 3D mask: the voxels denoised.")
 @click.option("--series", help="SeriesInstanceUID or SeriesNumber (DICOM folder with several).")

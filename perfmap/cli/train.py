@@ -1,4 +1,4 @@
-"""``perfmap train``: self-supervised training of the PHAE encoder (thin wrapper)."""
+"""``perfmap train``: training of the PHAE encoders and of the learned denoisers (thin wrapper)."""
 
 from __future__ import annotations
 
@@ -39,13 +39,23 @@ TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs":
 
 
 @click.command()
-@click.option("--task", type=click.Choice(["phae", "phae2"]), default="phae", show_default=True,
+@click.option("--task", type=click.Choice(["phae", "phae2", "denoise"]), default="phae",
+              show_default=True,
               help="phae: the paper's encoder (MTT only); phae2: the encoder of amplitude, "
-              "MTT, delay and residue shape (--method phae2).")
+              "MTT, delay and residue shape (--method phae2); denoise: a learned denoiser "
+              "(--arch, --denoise/--method dae|cae).")
+@click.option("--arch", type=click.Choice(["dae", "cae"]),
+              help="--task denoise: dae (temporal 1D autoencoder of voxel curves) or cae (2D "
+              "autoencoder of slices) [default: dae].")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True,
+              help="--task denoise: optimiser steps per epoch (noise is drawn afresh each).")
+@click.option("--phantoms", type=click.IntRange(min=1), default=8, show_default=True,
+              help="--task denoise: noise-free training phantoms (seeds SEED*1000 + i).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Weights file to write (a model card .json is written next to it) "
               "[default: models/phae_dsc.pt or models/phae2_dsc.pt].")
-@click.option("--epochs", type=click.IntRange(min=1), help="[default: 65 (phae), 12 (phae2)]")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="[default: 65 (phae), 12 (phae2), 30 (denoise)]")
 @click.option("--lr", type=float, callback=_positive,
               help="Adam learning rate [default: 1e-4 (phae), 1e-3 (phae2)].")
 @click.option("--batch-size", type=click.IntRange(min=2),
@@ -83,10 +93,11 @@ TASK_DEFAULTS = {"out": ("models/phae_dsc.pt", "models/phae2_dsc.pt"), "epochs":
 @overwrite_option
 @verbosity_option
 @handle_errors
-def train(task, out, epochs, lr, batch_size, schedule, seed, val_fraction, device, n_curves,
-          snr_range, mtt_range, cbv_range, manifest, max_voxels, init, resume, checkpoint,
-          threads, progress, overwrite):
-    """Train the PHAE or PHAE2 encoder without reference maps (self-supervised).
+def train(task, arch, steps_per_epoch, phantoms, out, epochs, lr, batch_size, schedule, seed,
+          val_fraction, device, n_curves, snr_range, mtt_range, cbv_range, manifest, max_voxels,
+          init, resume, checkpoint, threads, progress, overwrite):
+    """Train the PHAE or PHAE2 encoder without reference maps (self-supervised), or a
+    learned denoiser on noisy/noise-free phantom pairs (--task denoise --arch dae|cae).
 
     The loss is the mean absolute error between each tissue curve and its
     reconstruction by the physics decoder (Lorentzian residue from the encoded
@@ -97,6 +108,17 @@ def train(task, out, epochs, lr, batch_size, schedule, seed, val_fraction, devic
     from ..errors import OutputExistsError, ParameterError
     from ..io.outputs import check_folder
 
+    if arch is not None and task != "denoise":
+        raise click.UsageError("--arch applies to --task denoise only")
+    if task == "denoise":
+        given = {k: v for k, v in (("n_curves", n_curves), ("manifest", manifest),
+                                   ("init", init), ("resume", resume),
+                                   ("checkpoint", checkpoint)) if v is not None}
+        if given:
+            raise click.UsageError(f"--task denoise does not take "
+                                   f"{', '.join('--' + k.replace('_', '-') for k in given)}")
+        return _train_denoiser(arch or "dae", out, epochs, steps_per_epoch, phantoms, lr,
+                               batch_size, seed, snr_range, threads, overwrite)
     i = 0 if task == "phae" else 1
     given = {"out": out, "epochs": epochs, "lr": lr, "batch_size": batch_size,
              "n_curves": n_curves}
@@ -147,3 +169,30 @@ def train(task, out, epochs, lr, batch_size, schedule, seed, val_fraction, devic
     if level >= 0:
         click.echo(f"{result.weights} (epoch {result.best_epoch} of {len(result.history)})")
         click.echo(str(result.card))
+
+
+def _train_denoiser(arch, out, epochs, steps_per_epoch, phantoms, lr, batch_size, seed,
+                    snr_range, threads, overwrite):
+    """``--task denoise``: check the output, train, print the weights and card paths."""
+    from ..errors import OutputExistsError
+    from ..io.outputs import check_folder
+    from ..pipeline.train import run_denoise_training
+
+    out_path = Path(out or f"models/denoise_{arch}.pt")
+    check_folder(out_path.parent, "--out")
+    if out_path.exists() and not overwrite:
+        raise OutputExistsError(f"{out_path}: exists; use --overwrite to replace it")
+    level = verbosity()
+    log = (lambda msg: click.echo(msg, err=True)) if level >= 0 else (lambda msg: None)
+    command = ["perfmap", "train"] + sys.argv[2:] \
+        if len(sys.argv) > 1 and sys.argv[1] == "train" else None
+    options = {"arch": arch, "out": str(out_path), "epochs": epochs or 30,
+               "steps_per_epoch": steps_per_epoch, "n_phantoms": phantoms, "seed": seed,
+               "snr_range": snr_range, "threads": threads or 1, "batch_size": batch_size}
+    if lr is not None:
+        options["lr"] = lr
+    card = run_denoise_training(options, command=command, log=log)
+    if level >= 0:
+        gains = ", ".join(f"{k} {v['gain_db']:+.1f} dB" for k, v in card["validation"].items())
+        click.echo(f"{out_path} (validation PSNR gain {gains})")
+        click.echo(str(out_path.with_suffix(".json")))

@@ -42,6 +42,8 @@ from .config import DEFAULT_CONFIG, check_config  # noqa: F401  (re-exported)
 
 FORMAT = "perfmap-phae"
 CHECKPOINT_FORMAT = "perfmap-phae-checkpoint"
+#: Weights of the learned denoisers (:mod:`perfmap.neural.denoise_nets`).
+DENOISE_FORMAT = "perfmap-denoise"
 FORMAT_VERSION = 1
 MODEL_NAME = "phae_dsc.pt"
 #: Keys of the integrity digests inside a weights or checkpoint file.
@@ -49,9 +51,10 @@ TENSOR_HASH_KEY = "tensor_sha256"
 HEADER_HASH_KEY = "header_sha256"
 #: Entries covered by the header digest (those present), by format.
 _HEADER_KEYS = {FORMAT: ("format", "format_version", "config", "meta"),
-                CHECKPOINT_FORMAT: ("format", "format_version", "config")}
+                CHECKPOINT_FORMAT: ("format", "format_version", "config"),
+                DENOISE_FORMAT: ("format", "format_version", "config", "meta")}
 #: Where the tensors are, by format.
-_TENSOR_KEY = {FORMAT: "state_dict", CHECKPOINT_FORMAT: "model"}
+_TENSOR_KEY = {FORMAT: "state_dict", CHECKPOINT_FORMAT: "model", DENOISE_FORMAT: "state_dict"}
 
 
 def resolve_device(device: str = "auto"):
@@ -70,8 +73,8 @@ def resolve_device(device: str = "auto"):
     return torch.device(device)
 
 
-def default_model_path() -> Path:
-    """The shipped weights, ``phae_dsc.pt``: the first of these that exists.
+def default_model_path(name: str = MODEL_NAME) -> Path:
+    """The shipped weights ``name`` (default ``phae_dsc.pt``): the first of these that exists.
 
     1. ``perfmap/models/`` inside the package;
     2. ``<repo>/models/`` next to the package: a source checkout or an
@@ -84,13 +87,13 @@ def default_model_path() -> Path:
     ModelError that names it.
     """
     pkg = Path(__file__).resolve().parents[1]
-    candidates = [pkg / "models" / MODEL_NAME, pkg.parent / "models" / MODEL_NAME]
+    candidates = [pkg / "models" / name, pkg.parent / "models" / name]
     prefixes = [sysconfig.get_path("data"), sys.prefix]
     try:
         prefixes.append(sysconfig.get_path("data", f"{os.name}_user"))
     except KeyError:  # no user scheme on this platform
         pass
-    candidates += [Path(p) / "share" / "perfmap" / "models" / MODEL_NAME for p in prefixes if p]
+    candidates += [Path(p) / "share" / "perfmap" / "models" / name for p in prefixes if p]
     for path in candidates:
         if path.is_file():
             return path

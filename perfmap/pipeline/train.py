@@ -97,3 +97,12 @@ def run_training2(opts, command=None, log: Callable = print) -> dict:
     from ..neural.phae2_train import train
 
     return train(opts, log=log, write=write_atomic, command=command)
+
+
+def run_denoise_training(options: dict, command=None, log: Callable = print) -> dict:
+    """Train a learned denoiser (:func:`perfmap.neural.denoise_train.train`) with
+    :class:`~perfmap.neural.denoise_train.DenoiseTrainOptions` from ``options``, writing the
+    weights and the model card atomically; returns the card."""
+    from ..neural.denoise_train import DenoiseTrainOptions, train
+
+    return train(DenoiseTrainOptions(**options), log=log, write=write_atomic, command=command)

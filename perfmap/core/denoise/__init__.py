@@ -6,13 +6,17 @@
 ``mppca``
     Marchenko-Pastur PCA over overlapping local patches (Veraart et al. 2016,
     NeuroImage 142:394; :mod:`~perfmap.core.denoise.mppca`).
+``dae``, ``cae``
+    Learned denoisers (temporal 1D and per-slice 2D convolutional
+    autoencoders) from the neural layer, registered as a plugin
+    (:mod:`perfmap.neural.denoisers`); they need torch when run.
 
 Examples
 --------
 >>> import numpy as np
 >>> from perfmap.core.denoise import available, get_denoiser
 >>> available()
-['gaussian', 'mppca']
+['cae', 'dae', 'gaussian', 'mppca']
 >>> rng = np.random.default_rng(0)
 >>> x = (100 + rng.standard_normal((12, 12, 6, 20))).astype(np.float32)
 >>> res = get_denoiser("mppca")(patch=5).denoise(x)

@@ -12,6 +12,10 @@ from ...registry import Registry
 _BUILTIN_MODULES = (
     "perfmap.core.denoise.gaussian",
     "perfmap.core.denoise.mppca",
+    # The learned denoisers (dae, cae) live in the neural layer, which imports core: they
+    # are a plugin named here only as a string, imported lazily on the first lookup (the
+    # module itself imports no torch; its denoisers import it when constructed).
+    "perfmap.neural.denoisers",
 )
 _registry = Registry("denoising method", _BUILTIN_MODULES)
 
@@ -39,7 +43,7 @@ def available() -> list[str]:
     Examples
     --------
     >>> available()
-    ['gaussian', 'mppca']
+    ['cae', 'dae', 'gaussian', 'mppca']
     """
     return _registry.available()
 
