@@ -17,10 +17,11 @@ torch = pytest.importorskip("torch")
 from perfmap.core import curves  # noqa: E402
 from perfmap.errors import ModelError, ParameterError  # noqa: E402
 from perfmap.neural import data, weights  # noqa: E402
+from perfmap.neural.config import DEFAULT_CONFIG  # noqa: E402
 from perfmap.neural.model import (PHAE, Encoder, PhysicsDecoder, causal_convolve,  # noqa: E402
                                   convolution_weights)
 
-CFG = weights.DEFAULT_CONFIG
+CFG = DEFAULT_CONFIG
 SHIPPED = weights.default_model_path()
 needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
                                    reason=f"shipped weights {SHIPPED} not present")

@@ -38,7 +38,7 @@ import sysconfig
 from pathlib import Path
 
 from ..errors import ModelError
-from .config import DEFAULT_CONFIG, check_config  # noqa: F401  (re-exported)
+from .config import check_config
 
 FORMAT = "perfmap-phae"
 CHECKPOINT_FORMAT = "perfmap-phae-checkpoint"
