@@ -14,8 +14,9 @@ all subjects; ``r = estimate / truth``:
 
 ``rcbf``   WM-normalised CBF, ``CBF / mean CBF(NAWM ref)`` against the same
            ratio of the truth maps;
-``mtt``    the MTT map (``60 CBV / CBF``, CBV from the integral ratio, as
-           every backend's map);
+``rcbv``   WM-normalised CBV, likewise;
+``mtt``    the MTT map (``60 CBV / CBF``; CBV from the integral ratio, or
+           the backend's fitted volume where it reports one: PHAE2);
 ``mtt_fit`` (PHAE/PHAE2 only) the encoder's own MTT (``fit.deconvolution.mtt``);
 ``ratio``  tumour/NAWM CBF ratio (ROI means) per subject.
 
@@ -59,11 +60,13 @@ def _stats(r) -> dict:
 def subject_metrics(ph, fit) -> dict:
     m = ph.masks
     tissue = m["brain"] & ~m["aif"] & np.isfinite(ph.truth["cbf"])
-    cbf, mtt = fit.cbf, fit.mtt
+    cbf, cbv, mtt = fit.cbf, fit.cbv, fit.mtt
     ref = m["ref"]
     fitted = tissue & np.isfinite(cbf) & np.isfinite(mtt)
     est_ref, true_ref = np.nanmean(cbf[ref]), np.mean(ph.truth["cbf"][ref])
+    cbv_ref, true_cbv_ref = np.nanmean(cbv[ref]), np.mean(ph.truth["cbv"][ref])
     out = {"rcbf": (cbf[fitted] / est_ref) / (ph.truth["cbf"][fitted] / true_ref),
+           "rcbv": (cbv[fitted] / cbv_ref) / (ph.truth["cbv"][fitted] / true_cbv_ref),
            "mtt": mtt[fitted] / ph.truth["mtt"][fitted],
            "unfitted": int(np.count_nonzero(tissue & ~fitted)),
            "tissue": int(np.count_nonzero(tissue))}
@@ -103,7 +106,7 @@ def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
         for lab, _, _ in labels:
             subs = per[lab]
             row = {"snr": snr, "method": lab, "subjects": len(subs)}
-            for key in ("rcbf", "mtt", "mtt_fit"):
+            for key in ("rcbf", "rcbv", "mtt", "mtt_fit"):
                 if all(key in s for s in subs):
                     row[key] = _stats(np.concatenate([s[key] for s in subs]))
             signed = np.array([s["ratio_signed"] for s in subs])
@@ -114,7 +117,7 @@ def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
             row["deconv_s_per_subject"] = float(np.median([s["seconds"] for s in subs]))
             rows.append(row)
             log(f"SNR {snr:>3} {lab:>9}: rCBF {row['rcbf']['err']:.3f} "
-                f"MTT {row['mtt']['err']:.3f} ratio {row['ratio']['err']:.3f}")
+                f"rCBV {row['rcbv']['err']:.3f} MTT {row['mtt']['err']:.3f} ratio {row['ratio']['err']:.3f}")
     return rows
 
 
@@ -123,11 +126,13 @@ def table(rows) -> str:
     def cell(d):
         return f"{d['err']:.3f} ({d['bias']:+.3f}, {d['spread']:.3f})" if d else "-"
 
-    lines = ["| SNR | method | voxel rCBF err (bias, spread) | MTT map err (bias, spread) | "
-             "encoder MTT err (bias, spread) | tumour/NAWM ratio err (bias, SD) | unfitted | "
-             "deconv s/subject |", "|---:|---|---|---|---|---|---:|---:|"]
+    lines = ["| SNR | method | voxel rCBF err (bias, spread) | voxel rCBV err (bias, spread) | "
+             "MTT map err (bias, spread) | encoder MTT err (bias, spread) | "
+             "tumour/NAWM ratio err (bias, SD) | unfitted | deconv s/subject |",
+             "|---:|---|---|---|---|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['snr']} | {r['method']} | {cell(r['rcbf'])} | {cell(r['mtt'])} | "
+        lines.append(f"| {r['snr']} | {r['method']} | {cell(r['rcbf'])} | {cell(r['rcbv'])} | "
+                     f"{cell(r['mtt'])} | "
                      f"{cell(r.get('mtt_fit'))} | {cell(r['ratio'])} | "
                      f"{r['unfitted_fraction']:.3f} | {r['deconv_s_per_subject']:.2f} |")
     return "\n".join(lines)
