@@ -24,7 +24,10 @@ For each: ``err`` the median of ``|r - 1|`` (the headline number), ``bias``
 the median of ``r - 1`` (voxels) or the mean signed error (ratios), ``spread``
 half the interquartile range of ``r`` divided by its median (voxels) or the
 standard deviation of the signed errors over subjects (ratios). Unfitted
-voxels are left out for every method and counted.
+voxels are left out for every method and counted. With ``--common-voxels``
+the voxel metrics of every method use only the voxels that every method of
+the run fitted (a backend that fits more voxels, e.g. PHAE2 with its own
+volume where the integral is not positive, is then compared on the same set).
 
 Run::
 
@@ -57,12 +60,18 @@ def _stats(r) -> dict:
             "spread": float((q75 - q25) / 2.0 / med) if med > 0 else np.nan}
 
 
-def subject_metrics(ph, fit) -> dict:
+def _fitted(ph, fit):
+    tissue = ph.masks["brain"] & ~ph.masks["aif"] & np.isfinite(ph.truth["cbf"])
+    return tissue, tissue & np.isfinite(fit.cbf) & np.isfinite(fit.mtt)
+
+
+def subject_metrics(ph, fit, common=None) -> dict:
     m = ph.masks
-    tissue = m["brain"] & ~m["aif"] & np.isfinite(ph.truth["cbf"])
     cbf, cbv, mtt = fit.cbf, fit.cbv, fit.mtt
     ref = m["ref"]
-    fitted = tissue & np.isfinite(cbf) & np.isfinite(mtt)
+    tissue, fitted = _fitted(ph, fit)
+    if common is not None:
+        fitted = fitted & common
     est_ref, true_ref = np.nanmean(cbf[ref]), np.mean(ph.truth["cbf"][ref])
     cbv_ref, true_cbv_ref = np.nanmean(cbv[ref]), np.mean(ph.truth["cbv"][ref])
     out = {"rcbf": (cbf[fitted] / est_ref) / (ph.truth["cbf"][fitted] / true_ref),
@@ -81,7 +90,8 @@ def subject_metrics(ph, fit) -> dict:
 
 
 def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
-        shape=(64, 64, 12), phae2_models=None, delay: float = 0.0, log=print) -> list[dict]:
+        shape=(64, 64, 12), phae2_models=None, delay: float = 0.0, common_voxels=False,
+        log=print) -> list[dict]:
     """One row per (SNR, method label) with bias, spread and error (module docstring)."""
     labels = []
     for method in methods:
@@ -100,9 +110,13 @@ def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
             ph = make_phantom(shape=shape, n_frames=60, tr=1.5, te=0.03, snr=float(snr),
                               grade=("HGG", "LGG")[i % 2], residue=RESIDUES[i % len(RESIDUES)],
                               delay=delay, seed=seed + 100 * int(snr) + i)
-            for lab, _, _ in labels:
-                fit = models[lab].fit(ph.signal, mask=ph.masks["brain"], aif=ph.masks["aif"])
-                per[lab].append(subject_metrics(ph, fit))
+            fits = {lab: models[lab].fit(ph.signal, mask=ph.masks["brain"],
+                                         aif=ph.masks["aif"]) for lab, _, _ in labels}
+            common = None
+            if common_voxels:
+                common = np.logical_and.reduce([_fitted(ph, f)[1] for f in fits.values()])
+            for lab, fit in fits.items():
+                per[lab].append(subject_metrics(ph, fit, common))
         for lab, _, _ in labels:
             subs = per[lab]
             row = {"snr": snr, "method": lab, "subjects": len(subs)}
@@ -148,6 +162,8 @@ def main(argv=None) -> None:
     ap.add_argument("--delay", type=float, default=0.0, help="tissue delay of every phantom (s)")
     ap.add_argument("--phae2-models", nargs="+", help="several PHAE2 weights (seed spread)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--common-voxels", action="store_true",
+                    help="voxel metrics over the voxels fitted by every method")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if args.threads:
@@ -157,7 +173,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     snrs = [int(s) if float(s).is_integer() else s for s in args.snr]
     rows = run(snrs, args.subjects, tuple(args.methods), args.seed, tuple(args.shape),
-               args.phae2_models, args.delay)
+               args.phae2_models, args.delay, args.common_voxels)
     print(table(rows))
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:
