@@ -32,7 +32,7 @@ volume where the integral is not positive, is then compared on the same set).
 Run::
 
     python benchmarks/phae_accuracy.py [--subjects 5] [--snr 10 20 50] \
-        [--phae2-models a.pt b.pt ...] [--json out.json]
+        [--phae2-models a.pt b.pt ...] [--phae-models c.pt ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -91,13 +91,14 @@ def subject_metrics(ph, fit, common=None) -> dict:
 
 def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
         shape=(64, 64, 12), phae2_models=None, delay: float = 0.0, common_voxels=False,
-        log=print) -> list[dict]:
+        phae_models=None, log=print) -> list[dict]:
     """One row per (SNR, method label) with bias, spread and error (module docstring)."""
     labels = []
     for method in methods:
-        if method == "phae2" and phae2_models:
-            labels += [(f"phae2[{i}]", "phae2", {"model": p, "device": "cpu"})
-                       for i, p in enumerate(phae2_models)]
+        weights = {"phae": phae_models, "phae2": phae2_models}.get(method)
+        if weights:
+            labels += [(f"{method}[{i}]", method, {"model": p, "device": "cpu"})
+                       for i, p in enumerate(weights)]
         else:
             labels.append((method, method, {"device": "cpu"} if method.startswith("phae")
                            else {}))
@@ -161,6 +162,7 @@ def main(argv=None) -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 64, 12])
     ap.add_argument("--delay", type=float, default=0.0, help="tissue delay of every phantom (s)")
     ap.add_argument("--phae2-models", nargs="+", help="several PHAE2 weights (seed spread)")
+    ap.add_argument("--phae-models", nargs="+", help="several PHAE weights (e.g. retrainings)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--common-voxels", action="store_true",
                     help="voxel metrics over the voxels fitted by every method")
@@ -173,7 +175,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     snrs = [int(s) if float(s).is_integer() else s for s in args.snr]
     rows = run(snrs, args.subjects, tuple(args.methods), args.seed, tuple(args.shape),
-               args.phae2_models, args.delay, args.common_voxels)
+               args.phae2_models, args.delay, args.common_voxels, args.phae_models)
     print(table(rows))
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:
