@@ -51,7 +51,7 @@ class DeconvFit:
     volume : ndarray, shape (n,), float32, optional
         The integral of the fitted flow-scaled residue, ``integral k dt =
         F * MTT`` (dimensionless: the ratio ``integral C_t / integral C_a`` of
-        the noise-free model curve), for backends that fit the tissue
+        the noise-free model curve integrated over all time), for backends that fit the tissue
         amplitude to the whole curve (PHAE2). When given,
         :func:`perfmap.core.maps.perfusion_maps` takes CBV from it
         (``(kH/rho) 100 volume``) instead of the integral ratio of the measured
