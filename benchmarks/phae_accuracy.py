@@ -14,8 +14,9 @@ all subjects; ``r = estimate / truth``:
 
 ``rcbf``   WM-normalised CBF, ``CBF / mean CBF(NAWM ref)`` against the same
            ratio of the truth maps;
-``mtt``    the MTT map (``60 CBV / CBF``, CBV from the integral ratio, as
-           every backend's map);
+``rcbv``   WM-normalised CBV, likewise;
+``mtt``    the MTT map (``60 CBV / CBF``; CBV from the integral ratio, or
+           the backend's fitted volume where it reports one: PHAE2);
 ``mtt_fit`` (PHAE/PHAE2 only) the encoder's own MTT (``fit.deconvolution.mtt``);
 ``ratio``  tumour/NAWM CBF ratio (ROI means) per subject.
 
@@ -23,12 +24,15 @@ For each: ``err`` the median of ``|r - 1|`` (the headline number), ``bias``
 the median of ``r - 1`` (voxels) or the mean signed error (ratios), ``spread``
 half the interquartile range of ``r`` divided by its median (voxels) or the
 standard deviation of the signed errors over subjects (ratios). Unfitted
-voxels are left out for every method and counted.
+voxels are left out for every method and counted. With ``--common-voxels``
+the voxel metrics of every method use only the voxels that every method of
+the run fitted (a backend that fits more voxels, e.g. PHAE2 with its own
+volume where the integral is not positive, is then compared on the same set).
 
 Run::
 
     python benchmarks/phae_accuracy.py [--subjects 5] [--snr 10 20 50] \
-        [--phae2-models a.pt b.pt ...] [--json out.json]
+        [--phae2-models a.pt b.pt ...] [--phae-models c.pt ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -56,14 +60,22 @@ def _stats(r) -> dict:
             "spread": float((q75 - q25) / 2.0 / med) if med > 0 else np.nan}
 
 
-def subject_metrics(ph, fit) -> dict:
+def _fitted(ph, fit):
+    tissue = ph.masks["brain"] & ~ph.masks["aif"] & np.isfinite(ph.truth["cbf"])
+    return tissue, tissue & np.isfinite(fit.cbf) & np.isfinite(fit.mtt)
+
+
+def subject_metrics(ph, fit, common=None) -> dict:
     m = ph.masks
-    tissue = m["brain"] & ~m["aif"] & np.isfinite(ph.truth["cbf"])
-    cbf, mtt = fit.cbf, fit.mtt
+    cbf, cbv, mtt = fit.cbf, fit.cbv, fit.mtt
     ref = m["ref"]
-    fitted = tissue & np.isfinite(cbf) & np.isfinite(mtt)
+    tissue, fitted = _fitted(ph, fit)
+    if common is not None:
+        fitted = fitted & common
     est_ref, true_ref = np.nanmean(cbf[ref]), np.mean(ph.truth["cbf"][ref])
+    cbv_ref, true_cbv_ref = np.nanmean(cbv[ref]), np.mean(ph.truth["cbv"][ref])
     out = {"rcbf": (cbf[fitted] / est_ref) / (ph.truth["cbf"][fitted] / true_ref),
+           "rcbv": (cbv[fitted] / cbv_ref) / (ph.truth["cbv"][fitted] / true_cbv_ref),
            "mtt": mtt[fitted] / ph.truth["mtt"][fitted],
            "unfitted": int(np.count_nonzero(tissue & ~fitted)),
            "tissue": int(np.count_nonzero(tissue))}
@@ -78,13 +90,15 @@ def subject_metrics(ph, fit) -> dict:
 
 
 def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
-        shape=(64, 64, 12), phae2_models=None, delay: float = 0.0, log=print) -> list[dict]:
+        shape=(64, 64, 12), phae2_models=None, delay: float = 0.0, common_voxels=False,
+        phae_models=None, log=print) -> list[dict]:
     """One row per (SNR, method label) with bias, spread and error (module docstring)."""
     labels = []
     for method in methods:
-        if method == "phae2" and phae2_models:
-            labels += [(f"phae2[{i}]", "phae2", {"model": p, "device": "cpu"})
-                       for i, p in enumerate(phae2_models)]
+        weights = {"phae": phae_models, "phae2": phae2_models}.get(method)
+        if weights:
+            labels += [(f"{method}[{i}]", method, {"model": p, "device": "cpu"})
+                       for i, p in enumerate(weights)]
         else:
             labels.append((method, method, {"device": "cpu"} if method.startswith("phae")
                            else {}))
@@ -97,13 +111,17 @@ def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
             ph = make_phantom(shape=shape, n_frames=60, tr=1.5, te=0.03, snr=float(snr),
                               grade=("HGG", "LGG")[i % 2], residue=RESIDUES[i % len(RESIDUES)],
                               delay=delay, seed=seed + 100 * int(snr) + i)
-            for lab, _, _ in labels:
-                fit = models[lab].fit(ph.signal, mask=ph.masks["brain"], aif=ph.masks["aif"])
-                per[lab].append(subject_metrics(ph, fit))
+            fits = {lab: models[lab].fit(ph.signal, mask=ph.masks["brain"],
+                                         aif=ph.masks["aif"]) for lab, _, _ in labels}
+            common = None
+            if common_voxels:
+                common = np.logical_and.reduce([_fitted(ph, f)[1] for f in fits.values()])
+            for lab, fit in fits.items():
+                per[lab].append(subject_metrics(ph, fit, common))
         for lab, _, _ in labels:
             subs = per[lab]
             row = {"snr": snr, "method": lab, "subjects": len(subs)}
-            for key in ("rcbf", "mtt", "mtt_fit"):
+            for key in ("rcbf", "rcbv", "mtt", "mtt_fit"):
                 if all(key in s for s in subs):
                     row[key] = _stats(np.concatenate([s[key] for s in subs]))
             signed = np.array([s["ratio_signed"] for s in subs])
@@ -114,7 +132,7 @@ def run(snrs=(10, 20, 50), subjects: int = 5, methods=METHODS, seed: int = 9100,
             row["deconv_s_per_subject"] = float(np.median([s["seconds"] for s in subs]))
             rows.append(row)
             log(f"SNR {snr:>3} {lab:>9}: rCBF {row['rcbf']['err']:.3f} "
-                f"MTT {row['mtt']['err']:.3f} ratio {row['ratio']['err']:.3f}")
+                f"rCBV {row['rcbv']['err']:.3f} MTT {row['mtt']['err']:.3f} ratio {row['ratio']['err']:.3f}")
     return rows
 
 
@@ -123,11 +141,13 @@ def table(rows) -> str:
     def cell(d):
         return f"{d['err']:.3f} ({d['bias']:+.3f}, {d['spread']:.3f})" if d else "-"
 
-    lines = ["| SNR | method | voxel rCBF err (bias, spread) | MTT map err (bias, spread) | "
-             "encoder MTT err (bias, spread) | tumour/NAWM ratio err (bias, SD) | unfitted | "
-             "deconv s/subject |", "|---:|---|---|---|---|---|---:|---:|"]
+    lines = ["| SNR | method | voxel rCBF err (bias, spread) | voxel rCBV err (bias, spread) | "
+             "MTT map err (bias, spread) | encoder MTT err (bias, spread) | "
+             "tumour/NAWM ratio err (bias, SD) | unfitted | deconv s/subject |",
+             "|---:|---|---|---|---|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['snr']} | {r['method']} | {cell(r['rcbf'])} | {cell(r['mtt'])} | "
+        lines.append(f"| {r['snr']} | {r['method']} | {cell(r['rcbf'])} | {cell(r['rcbv'])} | "
+                     f"{cell(r['mtt'])} | "
                      f"{cell(r.get('mtt_fit'))} | {cell(r['ratio'])} | "
                      f"{r['unfitted_fraction']:.3f} | {r['deconv_s_per_subject']:.2f} |")
     return "\n".join(lines)
@@ -142,7 +162,10 @@ def main(argv=None) -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=[64, 64, 12])
     ap.add_argument("--delay", type=float, default=0.0, help="tissue delay of every phantom (s)")
     ap.add_argument("--phae2-models", nargs="+", help="several PHAE2 weights (seed spread)")
+    ap.add_argument("--phae-models", nargs="+", help="several PHAE weights (e.g. retrainings)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--common-voxels", action="store_true",
+                    help="voxel metrics over the voxels fitted by every method")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if args.threads:
@@ -152,7 +175,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     snrs = [int(s) if float(s).is_integer() else s for s in args.snr]
     rows = run(snrs, args.subjects, tuple(args.methods), args.seed, tuple(args.shape),
-               args.phae2_models, args.delay)
+               args.phae2_models, args.delay, args.common_voxels, args.phae_models)
     print(table(rows))
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if args.json:

@@ -38,3 +38,30 @@ def test_cbv_and_maps_from_a_known_residue():
     np.testing.assert_allclose(out["mtt"][0], 4.0, rtol=1e-6)
     assert out["ttp"][0] == 3 * dt and out["tmax"][0] == 0.0
     assert all(np.isnan(v[1]) for v in out.values())      # a failed fit is NaN, never 0
+
+
+def test_cbv_from_the_backends_volume_when_given_else_the_integral():
+    """Tissue = 0.04 * AIF (integral ratio 0.04); a backend that reports its own
+    volume 0.03 (F = 0.01/s, MTT 3 s) gets CBV 3 ml/100 g and MTT 3 s from it,
+    not 4 ml/100 g and 4 s from the integral; without ``volume`` the integral is used."""
+    dt = 1.5
+    aif = np.array([0, 0, 2.0, 6.0, 4.0, 1.0, 0.5, 0.0])
+    conc = np.stack([0.04 * aif, 0.04 * aif, 0.0 * aif])
+    base = dict(flow=np.array([0.01, 0.01, 0.0]), tmax=np.array([0.0, 0.0, 0.0]),
+                failed=np.array([False, True, False]))
+    integral = DeconvFit(**base)
+    fitted = DeconvFit(**base, volume=np.array([0.03, 0.03, 0.0], np.float32))
+    assert maps.volume_source(integral) == "integral" and maps.volume_source(fitted) == "fit"
+    kh, rho = 0.73, 1.04
+    a = maps.perfusion_maps(conc, aif, dt, integral, kh=kh, rho=rho)
+    b = maps.perfusion_maps(conc, aif, dt, fitted, kh=kh, rho=rho)
+    np.testing.assert_allclose(a["cbv"][0], kh / rho * 100 * 0.04, rtol=1e-6)
+    np.testing.assert_allclose(b["cbv"][0], kh / rho * 100 * 0.03, rtol=1e-6)
+    np.testing.assert_allclose([a["mtt"][0], b["mtt"][0]], [4.0, 3.0], rtol=1e-6)
+    np.testing.assert_array_equal(a["cbf"], b["cbf"])       # CBF is the flow either way
+    np.testing.assert_array_equal(a["tmax"], b["tmax"])
+    np.testing.assert_array_equal(a["ttp"], b["ttp"])
+    # a failed fit stays NaN whatever volume it reports; zero flow and volume give no MTT
+    assert all(np.isnan(v[1]) for v in b.values()) and np.isnan(b["mtt"][2])
+    with pytest.raises(ValueError, match="volume"):
+        maps.perfusion_maps(conc, aif, dt, DeconvFit(**base, volume=np.ones(2)))

@@ -180,8 +180,7 @@ def test_train_cli_task_phae2(tmp_path, monkeypatch):
 needs_weights = pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no weights at {SHIPPED}")
 
 
-@pytest.fixture(scope="module")
-def curves_aif():
+def curves_aif_data():
     t = np.arange(50) * 1.5
     aif_fn = lambda x: curves.gamma_variate(x, 12.0, 3.0, 1.5, 50.0)  # noqa: E731
     rng = np.random.default_rng(0)
@@ -189,6 +188,11 @@ def curves_aif():
     flow = curves.flow_per_second(rng.uniform(10.0, 80.0, 23)) * 8.0
     conc = curves.tissue_concentration(t, aif_fn, flow, mtt, fine_dt=0.02)
     return conc, aif_fn(t), flow, mtt
+
+
+@pytest.fixture(scope="module")
+def curves_aif():
+    return curves_aif_data()
 
 
 @needs_weights
@@ -213,6 +217,10 @@ def test_backend_contract_failed_rows_and_chunks(curves_aif):
     np.testing.assert_allclose(small.flow, large.flow, rtol=1e-5)
     np.testing.assert_array_equal(small.failed, large.failed)
     np.testing.assert_allclose(small.tmax, large.tmax, atol=1e-3)
+    # the fitted volume F * MTT: NaN where failed, 0 for the all-zero curve, chunk-independent
+    assert fit.volume.dtype == np.float32 and fit.volume[9] == 0.0
+    assert np.isnan(fit.volume[[3, 5]]).all() and np.isfinite(np.delete(fit.volume, [3, 5])).all()
+    np.testing.assert_allclose(small.volume, large.volume, rtol=1e-5)
 
 
 @needs_weights
@@ -231,6 +239,36 @@ def test_shipped_weights_cbf_on_noise_free_curves(curves_aif):
 
 
 @needs_weights
+@pytest.mark.parametrize("shape", ["exponential", "gamma", "linear", "boxcar"])
+def test_cbv_and_mtt_maps_from_the_fitted_volume_on_noise_free_curves(shape):
+    # Independent truth: perfmap.core.curves' closed-form tissue curves F (C_a * R)
+    # (kH = rho = 1, so CBV = 100 F MTT ml/100 g). Measured with the shipped weights
+    # (23 curves, MTT 2-10 s, delay 0): |CBV/true - 1| at most 0.054 (exponential),
+    # 0.043 / 0.025 / 0.026 (gamma / linear / boxcar); exponential MTT median 0.056,
+    # max 0.118. Flat-topped residues are read short (MTT bias -0.19 / -0.23 / -0.53),
+    # so MTT is asserted for the exponential residue, which the decoder's family holds
+    # (p = 1). A factor 1.2 on CBV or MTT breaks every bound.
+    from perfmap.core.maps import perfusion_maps, volume_source
+    from perfmap.deconv import get_backend
+
+    _, aif, flow, mtt = curves_aif_data()
+    t = np.arange(50) * 1.5
+    aif_fn = lambda x: curves.gamma_variate(x, 12.0, 3.0, 1.5, 50.0)  # noqa: E731
+    conc = curves.tissue_concentration(t, aif_fn, flow, mtt, shape, fine_dt=0.02)
+    fit = get_backend("phae2")(device="cpu").fit(conc, aif, 1.5)
+    assert volume_source(fit) == "fit"
+    maps = perfusion_maps(conc, aif, 1.5, fit, kh=1.0, rho=1.0)
+    rel_cbv = maps["cbv"] / (100.0 * flow * mtt)
+    assert np.all(np.abs(rel_cbv - 1) < 0.08)
+    # the maps are consistent: MTT map = encoder MTT, CBV = CBF MTT / 60
+    np.testing.assert_allclose(maps["mtt"], fit.mtt, rtol=1e-6)
+    np.testing.assert_allclose(maps["cbv"], maps["cbf"] * maps["mtt"] / 60.0, rtol=1e-5)
+    if shape == "exponential":
+        rel_mtt = maps["mtt"] / mtt
+        assert np.median(np.abs(rel_mtt - 1)) < 0.1 and np.all(np.abs(rel_mtt - 1) < 0.15)
+
+
+@needs_weights
 def test_shipped_weights_on_a_noise_free_phantom():
     # REGRESSION GUARD: WM-normalised CBF of a small noise-free phantom through the
     # array API within 20 % of the truth (median over tissue voxels).
@@ -245,6 +283,13 @@ def test_shipped_weights_on_a_noise_free_phantom():
     r = (fit.cbf[tissue] / np.nanmean(fit.cbf[ref])) / (
         ph.truth["cbf"][tissue] / np.mean(ph.truth["cbf"][ref]))
     assert np.nanmedian(np.abs(r - 1)) < 0.2
+    # CBV comes from the fitted volume, and the JSON says so; oSVD keeps the integral
+    assert fit.provenance["cbv_source"] == "fit"
+    np.testing.assert_allclose(fit.mtt[tissue], fit.cbv[tissue] / fit.cbf[tissue] * 60,
+                               rtol=1e-5)
+    osvd = DSCModel("osvd", te=ph.te, tr=ph.tr, leakage="none").fit(
+        ph.signal, mask=ph.masks["brain"], aif=ph.masks["aif"])
+    assert osvd.provenance["cbv_source"] == "integral"
 
 
 def test_import_perfmap_does_not_import_torch():

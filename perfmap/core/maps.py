@@ -15,6 +15,14 @@ Backends that estimate MTT directly (PHAE) report ``k``'s peak as the flow
 ``F = (integral C_t / integral C_a) / MTT``, so ``CBF = 60 * CBV / MTT`` (the
 PHAE paper's Eq. 3) follows from the same formulas, with no special case here.
 
+A backend that fits the tissue amplitude to the whole curve (PHAE2) may also
+report its own volume, ``DeconvFit.volume = integral k dt = F MTT`` (the
+integral ratio of its noise-free model curve). CBV is then
+``(kH / rho) * 100 * volume`` instead of the integral ratio of the measured
+curves, so that ``MTT = 60 CBV / CBF`` is the backend's own MTT and
+``CBV = CBF MTT / 60`` holds for all three maps. :func:`volume_source` names
+which of the two was used (``"fit"`` or ``"integral"``) for the JSON.
+
 A transit time is only defined for a positive volume and flow. Where the
 tissue integral is negative (a single-echo tumour curve with T1 leakage whose
 signal rises above the baseline after the bolus: measured CBV -64 ml/100 g on
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ShapeError
 from .curves import DEFAULT_KH, DEFAULT_RHO
 
 MAP_NAMES = ("cbf", "cbv", "mtt", "tmax", "ttp")
@@ -105,6 +114,30 @@ def cbv_from_curves(conc, aif, dt: float, kh: float = DEFAULT_KH, rho: float = D
     return (kh / rho) * 100.0 * trapezoid_integral(conc, dt, times) / ia
 
 
+def volume_source(fit) -> str:
+    """Where :func:`perfusion_maps` takes CBV from for this fit.
+
+    Parameters
+    ----------
+    fit : perfmap.deconv.DeconvFit
+
+    Returns
+    -------
+    str
+        ``"fit"`` when the backend reports its fitted volume
+        (``fit.volume``, PHAE2), ``"integral"`` otherwise (the integral ratio
+        of the measured curves, DESIGN section 4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from perfmap.deconv import DeconvFit
+    >>> volume_source(DeconvFit(flow=np.ones(1), tmax=np.zeros(1), failed=np.zeros(1, bool)))
+    'integral'
+    """
+    return "integral" if getattr(fit, "volume", None) is None else "fit"
+
+
 def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float = DEFAULT_RHO,
                    times=None) -> dict[str, np.ndarray]:
     """All five maps for ``n`` voxels as float32 arrays, NaN where not fitted.
@@ -117,7 +150,9 @@ def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float
     dt : float
         Sampling interval (s).
     fit : perfmap.deconv.DeconvFit
-        Deconvolution result for the same voxels.
+        Deconvolution result for the same voxels. When ``fit.volume`` is
+        given, CBV is ``(kH/rho) 100 fit.volume`` (module notes); otherwise
+        the integral ratio of ``conc`` and ``aif``.
     kh, rho : float
         Hematocrit correction and brain density (g/ml).
     times : ndarray, shape (T,), optional
@@ -132,7 +167,13 @@ def perfusion_maps(conc, aif, dt: float, fit, kh: float = DEFAULT_KH, rho: float
     n, T = conc.shape
     if times is None:
         times = np.arange(T) * dt
-    cbv = cbv_from_curves(conc, aif, dt, kh, rho, times=None)
+    if volume_source(fit) == "fit":
+        volume = np.asarray(fit.volume, np.float64)
+        if volume.shape != (n,):
+            raise ShapeError(f"fit.volume has shape {volume.shape}, expected ({n},)")
+        cbv = (kh / rho) * 100.0 * volume
+    else:
+        cbv = cbv_from_curves(conc, aif, dt, kh, rho, times=None)
     failed = np.asarray(fit.failed, bool) | ~np.isfinite(cbv)
     with np.errstate(divide="ignore", invalid="ignore"):
         cbf = (kh / rho) * 100.0 * 60.0 * np.asarray(fit.flow, np.float64)

@@ -48,6 +48,15 @@ class DeconvFit:
         Mean transit time in seconds for backends that estimate it directly
         (PHAE). ``None`` means MTT follows from the central volume theorem
         ``MTT = CBV / CBF``.
+    volume : ndarray, shape (n,), float32, optional
+        The integral of the fitted flow-scaled residue, ``integral k dt =
+        F * MTT`` (dimensionless: the ratio ``integral C_t / integral C_a`` of
+        the noise-free model curve integrated over all time), for backends that fit the tissue
+        amplitude to the whole curve (PHAE2). When given,
+        :func:`perfmap.core.maps.perfusion_maps` takes CBV from it
+        (``(kH/rho) 100 volume``) instead of the integral ratio of the measured
+        curves, so the MTT map equals the backend's MTT. ``None`` (every other
+        backend): CBV from the integral ratio.
     residue : ndarray, shape (n, T), float32, optional
         The flow-scaled residue ``k(t)`` in 1/s, kept only when requested
         (``keep_residue=True``) since it costs ``n * T`` floats.
@@ -62,6 +71,7 @@ class DeconvFit:
     mtt: Optional[np.ndarray] = None
     residue: Optional[np.ndarray] = None
     info: dict = field(default_factory=dict)
+    volume: Optional[np.ndarray] = None
 
     @property
     def n_failed(self) -> int:
@@ -128,7 +138,7 @@ class Backend(ABC):
         flow = np.full(n, np.nan, np.float32)
         tmax = np.full(n, np.nan, np.float32)
         failed = np.zeros(n, bool)
-        mtt = None
+        mtt = volume = None
         residue = np.full((n, T), np.nan, np.float32) if self.keep_residue else None
         infos = []
         for start in range(0, n, self.chunk_size):
@@ -150,11 +160,15 @@ class Backend(ABC):
                 if mtt is None:
                     mtt = np.full(n, np.nan, np.float32)
                 mtt[start:stop] = np.where(ok, part.mtt, np.nan)
+            if part.volume is not None:
+                if volume is None:
+                    volume = np.full(n, np.nan, np.float32)
+                volume[start:stop] = np.where(ok, part.volume, np.nan)
             if residue is not None and part.residue is not None:
                 residue[start:stop] = np.where(ok[:, None], part.residue, np.nan)
             infos.append((stop - start, part.info))
         return DeconvFit(flow=flow, tmax=tmax, failed=failed, mtt=mtt,
-                         residue=residue, info=self.merge_info(infos))
+                         residue=residue, info=self.merge_info(infos), volume=volume)
 
     # -- for subclasses ---------------------------------------------------
     def prepare(self, aif: np.ndarray, dt: float, n_frames: int) -> Any:

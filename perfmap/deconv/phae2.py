@@ -17,13 +17,19 @@ What the fit holds
     The fitted tissue delay ``d`` (s): the decoded residue ``F R(t - d)`` is
     monotone, so ``argmax k = d``. Rounded to 1 ms.
 ``mtt``
-    The encoder's MTT (s). Note that the MTT *map* of
-    :func:`perfmap.core.maps.perfusion_maps` is ``60 CBV / CBF`` with CBV the
-    integral ratio of the measured curves, as for every backend.
+    The encoder's MTT (s).
+``volume``
+    ``F * MTT``, the integral of the fitted residue ``F R`` (the integral
+    ratio of the decoded, noise-free tissue curve): the CBV map of
+    :func:`perfmap.core.maps.perfusion_maps` is ``(kH/rho) 100 F MTT`` from
+    it, not the integral of the noisy measured curve, so the MTT map
+    ``60 CBV / CBF`` is the encoder's MTT and ``CBV = CBF MTT / 60`` holds
+    (the JSON says ``cbv_source: "fit"``). ``--method phae`` keeps the
+    paper's integral CBV.
 ``failed``
     Non-finite curves, and curves with no positive value (no bolus: they
     cannot be normalised). An all-zero curve is not a failure: flow 0,
-    Tmax 0, MTT NaN.
+    volume 0, Tmax 0, MTT NaN.
 ``info``
     Counts of failures and of outputs at the bounds of the model's ranges,
     the median fitted residue shape and the weights' SHA-256.
@@ -143,6 +149,8 @@ class PHAE2(Backend):
         flow = np.where(failed, np.nan, np.where(zero, 0.0, flow))
         tmax = np.where(failed, np.nan, np.where(zero, 0.0, np.round(par["delay"], 3)))
         mtt = np.where(failed | zero, np.nan, mtt)
+        # the fitted residue integrates to F * MTT (R integrates to MTT)
+        volume = np.where(failed, np.nan, np.where(zero, 0.0, flow * mtt))
         residue = None
         if self.keep_residue:
             residue = self._residue(flow, mtt, par["p"], tmax, state)
@@ -157,9 +165,11 @@ class PHAE2(Backend):
                 "residue_shape_p_median": float(np.median(par["p"][ok])) if ok.any()
                 else None,
                 "tmax": "fitted tissue delay of the decoded residue (s)",
+                "volume": "fit: CBV = (kH/rho) 100 F MTT from the fitted amplitude",
                 "model": str(self.model_path), "model_sha256": self.sha256}
         return DeconvFit(flow=flow.astype(np.float32), tmax=tmax.astype(np.float32),
-                         failed=failed, mtt=mtt.astype(np.float32), residue=residue, info=info)
+                         failed=failed, mtt=mtt.astype(np.float32), residue=residue, info=info,
+                         volume=volume.astype(np.float32))
 
     def _residue(self, flow, mtt, p, tmax, state):
         from scipy.special import gammaln

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.curves import DEFAULT_KH, DEFAULT_RHO
 from ..core.leakage import METHODS as LEAKAGE_METHODS
-from ..core.maps import MAP_NAMES, MAP_UNITS, perfusion_maps
+from ..core.maps import MAP_NAMES, MAP_UNITS, perfusion_maps, volume_source
 from ..core.roi import mean_curve_ratios
 from ..deconv import make_backend
 from ..errors import ParameterError, ShapeError
@@ -149,6 +149,8 @@ class DSCFit(Fit):
                                                              & ~np.isfinite(mtt))),
                        "deconvolution_failed": fit.n_failed},
             "deconvolution_info": fit.info,
+            # CBV from the backend's fitted volume or the integral ratio (core.maps notes)
+            "cbv_source": volume_source(fit),
             "leakage": info.get("leakage", {"method": "none"}),
             "denoise": info.get("denoise", {"method": "none"}),
             **({"dual_echo": info["dual_echo"]} if "dual_echo" in info else {}),
