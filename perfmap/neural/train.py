@@ -41,6 +41,7 @@ from .. import __version__
 from ..errors import ModelError, ParameterError
 from . import data as data_mod
 from . import weights as wmod
+from .config import DEFAULT_CONFIG
 from .model import PHAE
 from .weights import resolve_device
 
@@ -81,7 +82,7 @@ class TrainOptions:
     init: Optional[str] = None
     checkpoint: Optional[str] = None
     threads: Optional[int] = None
-    config: dict = field(default_factory=lambda: dict(wmod.DEFAULT_CONFIG))
+    config: dict = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
