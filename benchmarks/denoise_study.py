@@ -279,6 +279,7 @@ def figure(rows, path, method: str = "osvd") -> None:
                 ax.plot([r["snr"] for r in sel], [r[key] for r in sel], "o-", label=d)
             ax.set_xscale("log")
             ax.set_xticks([10, 20, 50], ["10", "20", "50"])
+            ax.minorticks_off()
             ax.set_ylabel(label)
             if i == 0:
                 ax.set_title(f"{noise} noise")
