@@ -70,7 +70,9 @@ def test_register_rejects_a_second_class_under_a_taken_name():
                                        ("mppca", {"variant": "mrtrix"}),
                                        ("mppca", {"weights": "x"}),
                                        ("mppca", {"chunk": 0}), ("mppca", {"threads": 1.5}),
-                                       ("mppca", {"engine": "cupy"})])
+                                       ("mppca", {"engine": "cupy"}),
+                                       ("dae", {"chunk": 0}), ("dae", {"threads": True}),
+                                       ("cae", {"chunk": -3}), ("cae", {"threads": "2"})])
 def test_bad_parameters_raise_at_construction(name, bad):
     with pytest.raises(ParameterError) as exc:
         get_denoiser(name)(**bad)

@@ -47,9 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.denoise.base import DenoiseResult, Denoiser, mad_noise_sigma
+from ..core.denoise.base import DenoiseResult, Denoiser, mad_noise_sigma, positive_int
 from ..core.denoise.registry import register
-from ..errors import ParameterError
 
 #: Floor of a curve's normalising level, as a fraction of the volume's level.
 LEVEL_FLOOR = 0.05
@@ -88,12 +87,6 @@ def curve_levels(rows: np.ndarray, floor: float) -> np.ndarray:
     return np.maximum(np.median(rows, axis=1), floor)
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class _Learned(Denoiser):
     """A network from a weights file, run in chunks of ``chunk`` curves or images."""
 
@@ -104,8 +97,8 @@ class _Learned(Denoiser):
         from .denoise_nets import load_network, shipped_weights
         from .weights import resolve_device, sha256
 
-        self.chunk = _positive_int(self.default_chunk if chunk is None else chunk, "chunk")
-        self.threads = None if threads is None else _positive_int(threads, "threads")
+        self.chunk = positive_int("chunk", self.default_chunk if chunk is None else chunk)
+        self.threads = positive_int("threads", threads, allow_none=True)
         self.device = resolve_device(device)
         self.path = Path(model) if model not in (None, "") else shipped_weights(self.arch)
         self.net, self.config, self.meta = load_network(self.path, self.arch)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from ...errors import InputDataError, ShapeError
+from ...errors import InputDataError, ParameterError, ShapeError
 
 #: Fewest frames a series may have.
 MIN_FRAMES = 3
@@ -48,6 +48,23 @@ class DenoiseResult:
     data: np.ndarray
     info: dict = field(default_factory=dict)
     noise_map: Optional[np.ndarray] = None
+
+
+def positive_int(name: str, value, allow_none: bool = False) -> Optional[int]:
+    """``value`` as an int >= 1 (``None`` passes when ``allow_none``), else ParameterError.
+
+    Shared by the denoisers' ``chunk`` and ``threads`` parameters.
+
+    Examples
+    --------
+    >>> positive_int("chunk", 16), positive_int("threads", None, allow_none=True)
+    (16, None)
+    """
+    if allow_none and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def check_series(series, mask=None) -> tuple[np.ndarray, np.ndarray]:

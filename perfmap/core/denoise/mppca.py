@@ -64,7 +64,7 @@ import os
 import numpy as np
 
 from ...errors import ParameterError, ShapeError
-from .base import DenoiseResult, Denoiser, nonfinite_to_zero
+from .base import DenoiseResult, Denoiser, nonfinite_to_zero, positive_int
 from .marchenko_pastur import mp_classify, mp_upper_edge
 from .patches import PatchIndex, auto_patch, check_patch, check_step, select_patches
 from .registry import register
@@ -154,14 +154,6 @@ def _choice(name, value, choices):
     if value not in choices:
         raise ParameterError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
-
-
-def _positive_int(name, value, allow_none=False):
-    if allow_none and value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _torch():
@@ -276,8 +268,8 @@ class MPPCADenoiser(Denoiser):
         self.step = int(step)
         self.variant = _choice("variant", variant, VARIANTS)
         self.weights = _choice("weights", weights, WEIGHTS)
-        self.chunk = _positive_int("chunk", chunk)
-        self.threads = _positive_int("threads", threads, allow_none=True)
+        self.chunk = positive_int("chunk", chunk)
+        self.threads = positive_int("threads", threads, allow_none=True)
         self.engine = _choice("engine", engine, ENGINES)
 
     def params(self):
