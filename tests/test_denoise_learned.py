@@ -122,6 +122,24 @@ def test_flipped_bytes_are_refused(tmp_path):
     assert "\n" not in str(exc.value)
 
 
+def test_weights_of_other_shapes_or_non_finite_are_refused(tmp_path):
+    obj = torch.load(denoise_nets.shipped_weights("dae"), weights_only=True)
+    state = dict(obj["state_dict"])
+    dropped = sorted(state)[0]
+    short = {k: v for k, v in state.items() if k != dropped}
+    path = tmp_path / "short.pt"
+    denoise_nets.save_weights(path, short, obj["config"])
+    with pytest.raises(ModelError, match=f"do not match the TemporalDAE architecture "
+                                         f"\\(missing {dropped}") as exc:
+        get_denoiser("dae")(model=path)
+    assert "\n" not in str(exc.value)
+    bad = {k: v.clone() for k, v in state.items()}
+    bad["inc.weight"].view(-1)[0] = float("nan")
+    denoise_nets.save_weights(path, bad, obj["config"])
+    with pytest.raises(ModelError, match="NaN or Inf"):
+        get_denoiser("dae")(model=path)
+
+
 def test_other_architecture_and_garbage_are_refused(tmp_path):
     with pytest.raises(ModelError, match="weights of the 'cae' denoiser, not 'dae'"):
         get_denoiser("dae")(model=_copy_without_card("cae", tmp_path))

@@ -44,7 +44,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ModelError
-from .weights import DENOISE_FORMAT, default_model_path, safe_load, save_object, verify_integrity
+from .weights import (DENOISE_FORMAT, check_tensors, default_model_path, safe_load, save_object,
+                      verify_integrity)
 
 FORMAT_VERSION = 1
 #: Default configuration of each architecture (the shipped weights').
@@ -239,22 +240,6 @@ def save_weights(path, state_dict, config, meta=None) -> None:
                  "state_dict": tensors, "meta": dict(meta or {})}, path)
 
 
-def _check_state(state, net: nn.Module, src: str) -> None:
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise ModelError(f"{src}: state_dict must map parameter names to tensors")
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != found:
-        diff = sorted(set(expected) ^ set(found)) or sorted(
-            k for k in expected if expected[k] != found[k])
-        raise ModelError(f"{src}: the weights do not match the {net.__class__.__name__} "
-                         f"architecture of their configuration ({', '.join(diff[:4])})")
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
-    if bad:
-        raise ModelError(f"{src}: the weights contain NaN or Inf ({', '.join(bad[:4])})")
-
-
 def load_network(path, arch: str):
     """Read, check and build the ``arch`` network of a weights file: ``(net, config, meta)``.
 
@@ -282,7 +267,7 @@ def load_network(path, arch: str):
         raise ModelError(f"{src}: these are weights of the {cfg['arch']!r} denoiser, not "
                          f"{arch!r}")
     net = build(cfg)
-    _check_state(obj.get("state_dict"), net, src)
+    check_tensors(obj.get("state_dict"), net, src, net.__class__.__name__)
     net.load_state_dict(obj["state_dict"], strict=True)
     meta = obj.get("meta")
     return net.eval(), cfg, meta if isinstance(meta, dict) else {}

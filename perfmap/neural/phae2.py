@@ -319,7 +319,7 @@ def load_weights(path):
     ------
     ModelError
     """
-    from .weights import safe_load
+    from .weights import check_tensors, safe_load
 
     obj = safe_load(path, "PHAE2 weights")
     src = str(path)
@@ -331,19 +331,7 @@ def load_weights(path):
                          f"is not supported")
     cfg = check_config(obj.get("config"), src)
     state = obj.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise ModelError(f"{src}: state_dict must map names to tensors")
-    expected = {k: tuple(v.shape) for k, v in Encoder(cfg).state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != found:
-        diff = sorted(set(expected) ^ set(found)) or sorted(
-            k for k in expected if expected[k] != found[k])
-        raise ModelError(f"{src}: the weights do not match the PHAE2 architecture "
-                         f"({', '.join(diff[:4])})")
-    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ModelError(f"{src}: the weights contain NaN or Inf ({', '.join(bad[:4])})")
+    check_tensors(state, Encoder(cfg), src, "PHAE2")
     meta = obj.get("meta")
     meta = meta if isinstance(meta, dict) else {}
     # torch.load does not notice changed tensor bytes; the digest written with them does.
@@ -364,20 +352,8 @@ def load_model(path, device="cpu"):
 
 
 def default_model_path():
-    """The shipped ``phae2_dsc.pt``: ``perfmap/models/``, ``<repo>/models/`` or
-    ``<prefix>/share/perfmap/models/`` (as for the PHAE weights); the repository
-    path when none exists (loading it then names it)."""
-    import os
-    import sys
-    import sysconfig
-    from pathlib import Path
+    """The shipped ``phae2_dsc.pt``, looked up as the PHAE weights are
+    (:func:`perfmap.neural.weights.default_model_path`)."""
+    from .weights import default_model_path as shipped
 
-    pkg = Path(__file__).resolve().parents[1]
-    cands = [pkg / "models" / MODEL_NAME, pkg.parent / "models" / MODEL_NAME]
-    prefixes = [sysconfig.get_path("data"), sys.prefix]
-    try:
-        prefixes.append(sysconfig.get_path("data", f"{os.name}_user"))
-    except KeyError:
-        pass
-    cands += [Path(p) / "share" / "perfmap" / "models" / MODEL_NAME for p in prefixes if p]
-    return next((c for c in cands if c.is_file()), cands[1])
+    return shipped(MODEL_NAME)

@@ -314,14 +314,34 @@ def _check_tensor_dict(state_dict, source) -> None:
         raise ModelError(f"{source}: state_dict must map parameter names to tensors")
 
 
-def check_state_dict(state_dict, config, source) -> None:
-    """Raise ModelError unless ``state_dict`` has exactly the encoder's names and shapes."""
+def check_tensors(state_dict, net, source, name: str) -> None:
+    """Raise ModelError unless ``state_dict`` has exactly ``net``'s names and shapes, all finite.
+
+    Parameters
+    ----------
+    state_dict : dict
+        Tensors read from a weights file.
+    net : torch.nn.Module
+        The architecture they claim (built from their configuration).
+    source : str
+        The file, for the message.
+    name : str
+        The architecture's name in the message (``PHAE``, ``PHAE2``, ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 1)
+    >>> check_tensors(net.state_dict(), net, "w.pt", "toy")
+    >>> check_tensors({"weight": torch.zeros(1, 3)}, net, "w.pt", "toy")
+    Traceback (most recent call last):
+    ...
+    perfmap.errors.ModelError: w.pt: the weights do not match the toy architecture (missing bias; weight has shape [1, 3], the architecture needs [1, 2])
+    """
     import torch
 
-    from .model import Encoder
-
     _check_tensor_dict(state_dict, source)
-    expected = {k: tuple(v.shape) for k, v in Encoder(config).state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -336,12 +356,20 @@ def check_state_dict(state_dict, config, source) -> None:
         for k in wrong[:4]:
             parts.append(f"{k} has shape {list(found[k])}, the architecture needs "
                          f"{list(expected[k])}")
-        raise ModelError(f"{source}: the weights do not match the PHAE architecture "
+        raise ModelError(f"{source}: the weights do not match the {name} architecture "
                          f"({'; '.join(parts)})")
     bad = [k for k, v in state_dict.items() if v.is_floating_point() and
            not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelError(f"{source}: the weights contain NaN or Inf ({', '.join(bad[:4])})")
+
+
+def check_state_dict(state_dict, config, source) -> None:
+    """Raise ModelError unless ``state_dict`` fits the PHAE encoder of ``config``
+    (:func:`check_tensors`)."""
+    from .model import Encoder
+
+    check_tensors(state_dict, Encoder(config), source, "PHAE")
 
 
 def load_weights(path) -> tuple[dict, dict, dict]:
