@@ -202,7 +202,8 @@ def denoise_option(func):
     return click.option("--denoise", type=click.Choice(["none", *_denoisers()]),
                         default="none", show_default=True,
                         help="Denoise the brain's signal first (mppca: Marchenko-Pastur PCA, "
-                             "Veraart 2016; gaussian: spatial smoothing).")(func)
+                             "Veraart 2016, the best on white noise; gaussian: spatial "
+                             "smoothing; dae, cae: learned curve / slice autoencoders).")(func)
 
 
 def model_options(func):
